@@ -1,0 +1,179 @@
+"""Every knob of the system, in one pydantic-settings object.
+
+Environment variables use the prefix ``ORCH_``; nested groups use ``__`` (for example
+``ORCH_WORKER__PREFETCH_MULTIPLIER=1``). Values also come from a ``.env`` file and from a secrets
+directory (one file per setting, as Docker and Kubernetes mount them). Secrets are ``SecretStr``:
+their repr is ``'**********'``, so they never reach logs, run records or Sentry by accident.
+
+This package imports neither ``orchestrator`` nor ``workers``: it only describes configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+SECRETS_DIR_ENV = "ORCH_SECRETS_DIR"
+REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "sentinel")
+
+
+class WorkerSettings(BaseModel):
+    """Worker processes: reliability defaults first (acks late, prefetch 1)."""
+
+    concurrency: int | None = Field(default=None, ge=1, description="Pool size; default: number of CPUs.")
+    pool: Literal["prefork", "threads", "solo", "gevent", "eventlet"] = "prefork"
+    prefetch_multiplier: int = Field(default=1, ge=1)
+    visibility_timeout: float = Field(
+        default=7200.0, gt=0, description="Seconds before Redis redelivers an unacknowledged message."
+    )
+    lease: float = Field(
+        default=15.0,
+        gt=1,
+        description="Seconds a running step's claim lives without renewal; a dead worker's "
+        "steps are re-dispatched after this.",
+    )
+    sweep_interval: float = Field(default=2.0, gt=0, description="Seconds between checks for expired claims.")
+    result_expires: float = Field(default=7 * 86400.0, gt=0, description="Seconds Celery keeps task results.")
+    max_tasks_per_child: int | None = Field(default=None, ge=1)
+    max_memory_per_child: int | None = Field(default=None, ge=1, description="KiB.")
+
+
+class StepDefaults(BaseModel):
+    """The lowest policy layer: what a step gets when neither it nor its workflow says."""
+
+    queue: str = "default"
+    timeout: float = Field(default=3600.0, gt=0, description="Hard time limit of one attempt, seconds.")
+    soft_timeout: float | None = Field(default=None, gt=0)
+    max_attempts: int = Field(default=1, ge=1)
+    backoff: Literal["exponential", "fixed"] = "exponential"
+    delay: float = Field(default=1.0, ge=0)
+    max_delay: float = Field(default=300.0, ge=0)
+    jitter: bool = True
+    retry_on: list[str] = Field(default_factory=lambda: ["ConnectionError", "TimeoutError"])
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+
+class SentrySettings(BaseModel):
+    environment: str | None = None
+    traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    release: str | None = None
+
+
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_output: bool = Field(default=False, description="One JSON object per line instead of console output.")
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it with :func:`get_settings` and pass it down explicitly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ORCH_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        secrets_dir=os.environ.get(SECRETS_DIR_ENV) or None,
+    )
+
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (redis://, rediss://, sentinel://, amqp://). Unset: embedded Redis."
+    )
+    result_backend: str | None = Field(default=None, description="Celery result backend; default: the store.")
+    store_url: str | None = Field(
+        default=None, description="Redis holding run state; default: the broker when it is Redis."
+    )
+    key_prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9_.:-]+$", description="Namespace of our Redis keys.")
+    embedded_dir: Path = Field(
+        default=Path.home() / ".local" / "state" / "orchestrator",
+        description="Where the embedded Redis keeps its files.",
+    )
+    workflows_dir: Path | None = None
+    task_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    worker_app: str = Field(default="workers.app:app", description="Import path of the Celery app (`celery -A`).")
+    worker_factory: str = Field(
+        default="workers.app:create_app",
+        description="Import path of the app factory the CLI calls with these settings.",
+    )
+    api_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    webhook_secret: SecretStr | None = None
+    sentry_dsn: SecretStr | None = None
+    flower_basic_auth: SecretStr | None = None
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    defaults: StepDefaults = Field(default_factory=StepDefaults)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    sentry: SentrySettings = Field(default_factory=SentrySettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("task_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        tokens: dict[str, str] = {}
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, token = pair.partition(":")
+            if not sep or not name or not token:
+                raise ValueError("ORCH_API_TOKENS must be comma-separated name:token pairs (the entry with no ':')")
+            tokens[name] = token
+        return tokens
+
+    @field_validator("flower_basic_auth")
+    @classmethod
+    def _check_basic_auth(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and ":" not in value.get_secret_value():
+            raise ValueError("ORCH_FLOWER_BASIC_AUTH must be user:password")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Self:
+        if self.worker.visibility_timeout <= self.defaults.timeout:
+            raise ValueError(
+                f"ORCH_WORKER__VISIBILITY_TIMEOUT ({self.worker.visibility_timeout:g}s) must be longer than the "
+                f"default step timeout ORCH_DEFAULTS__TIMEOUT ({self.defaults.timeout:g}s), or Redis redelivers "
+                "steps that are still running; raise the visibility timeout or lower the step timeout"
+            )
+        if self.worker.sweep_interval >= self.worker.lease:
+            raise ValueError(
+                f"ORCH_WORKER__SWEEP_INTERVAL ({self.worker.sweep_interval:g}s) must be shorter than "
+                f"ORCH_WORKER__LEASE ({self.worker.lease:g}s)"
+            )
+        store = self.store_url or self.broker_url
+        if self.broker_url and store and store.split(":", 1)[0] not in REDIS_SCHEMES:
+            raise ValueError(
+                f"run state needs Redis: ORCH_BROKER_URL is {store.split(':', 1)[0]}://, so set ORCH_STORE_URL "
+                "to a redis:// URL"
+            )
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: the embedded Redis is used."""
+        return self.broker_url is None
+
+    @property
+    def resolved_store_url(self) -> str | None:
+        """The Redis URL of the run store (None when embedded and not started yet)."""
+        return self.store_url or self.broker_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment, ``.env`` and secrets."""
+    return Settings()

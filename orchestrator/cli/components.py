@@ -1,0 +1,87 @@
+"""``worker``, ``beat``, ``flower`` and ``dev``: thin wrappers that start the components.
+
+``worker``, ``beat`` and ``flower`` replace this process with the Celery/Flower command (extra
+arguments pass through, e.g. ``orchestrator worker --pool threads -c 32``); ``celery -A
+workers.app worker`` works the same. ``dev`` runs everything in one process on the embedded default.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from config import get_settings
+from orchestrator.cli.console import err
+from orchestrator.cli.wiring import services
+from orchestrator.embedded import EmbeddedRedis
+from orchestrator.inprocess import InProcessWorker
+from orchestrator.registry import WorkflowRegistry
+
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _exec_celery(args: list[str]) -> None:
+    settings = get_settings()
+    app_path = settings.worker_app
+    command = [sys.executable, "-m", "celery", "-A", app_path, *args]
+    if settings.embedded:
+        # Start (or join) the embedded server; it outlives this process for the exec'd command.
+        EmbeddedRedis(settings.embedded_dir).start()
+    os.execv(sys.executable, command)
+
+
+def worker(ctx: typer.Context) -> None:
+    """Start a worker: `celery -A workers.app worker` with reliable defaults; extra args pass through."""
+    _exec_celery(["worker", *ctx.args])
+
+
+def beat(ctx: typer.Context) -> None:
+    """Start celery beat with the schedules of the workflows in ORCH_WORKFLOWS_DIR."""
+    _exec_celery(["beat", *ctx.args])
+
+
+def flower(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5555,
+) -> None:
+    """Start Flower, with basic auth from ORCH_FLOWER_BASIC_AUTH (refused without it)."""
+    auth = get_settings().flower_basic_auth
+    if auth is None:
+        err.print("[red]error:[/red] set ORCH_FLOWER_BASIC_AUTH=user:password; Flower never runs unauthenticated")
+        raise typer.Exit(2)
+    os.environ["FLOWER_BASIC_AUTH"] = auth.get_secret_value()  # not on the command line: ps would show it
+    _exec_celery(["flower", f"--port={port}", *ctx.args])
+
+
+def dev(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Worker threads.")] = 4,
+) -> None:
+    """Run everything in one process on the embedded default: Redis, a worker and the sweeper."""
+    settings = get_settings()
+    with services(settings) as svc:
+        registry = WorkflowRegistry(settings.workflows_dir)
+        queues = {settings.defaults.queue}
+        for workflow in registry.workflows.values():
+            queues |= {s.policy.queue for s in svc.coordinator.compile(workflow).steps.values()}
+        with InProcessWorker(svc.app, sorted(queues), concurrency=concurrency):
+            where = svc.embedded.broker_url if svc.embedded else settings.broker_url
+            err.print(
+                f"dev: worker on {', '.join(sorted(queues))} via {where}; "
+                f"{len(registry.workflows)} workflows registered; Ctrl-C stops"
+            )
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                err.print("dev: stopping")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(context_settings=PASS_THROUGH)(worker)
+    app.command(context_settings=PASS_THROUGH)(beat)
+    app.command(context_settings=PASS_THROUGH)(flower)
+    app.command()(dev)

@@ -1,0 +1,120 @@
+"""``validate``, ``graph`` and ``plan``: commands on workflow files that need no broker."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from orchestrator.cli.console import err, out
+from orchestrator.compiler import compile_workflow, report
+from orchestrator.definitions import Workflow
+from orchestrator.diagram import DiagramFormat
+from orchestrator.diagram import render as render_diagram
+from orchestrator.errors import InvalidWorkflow
+from orchestrator.loader import load_file
+
+INVALID = 2
+
+
+def load_or_exit(path: Path) -> Workflow:
+    """Load a workflow file; on problems print them all and exit 2."""
+    try:
+        return load_file(path, tasks=known_tasks())
+    except InvalidWorkflow as exc:
+        for problem in exc.problems:
+            err.print(escape(str(problem)))
+        raise typer.Exit(INVALID) from None
+
+
+def known_tasks() -> frozenset[str] | None:
+    """Task names registered by the worker app, or None when it cannot be imported here."""
+    from orchestrator.cli.wiring import registered_tasks
+
+    return registered_tasks()
+
+
+def validate(files: Annotated[list[Path], typer.Argument(help="Workflow files (YAML or JSON).")]) -> None:
+    """Check workflow files and print every problem as FILE:LINE:COL: message."""
+    tasks = known_tasks()
+    failed = False
+    for path in files:
+        try:
+            workflow = load_file(path, tasks=tasks)
+        except InvalidWorkflow as exc:
+            failed = True
+            for problem in exc.problems:
+                err.print(escape(str(problem)))
+            continue
+        note = "" if tasks is not None else " (task names not checked: no worker app importable)"
+        out.print(f"{escape(str(path))}: ok, {len(workflow.steps)} steps{note}")
+    if failed:
+        raise typer.Exit(INVALID)
+
+
+def graph(
+    file: Path,
+    fmt: Annotated[DiagramFormat, typer.Option("--format", "-f", help="Diagram language.")] = DiagramFormat.MERMAID,
+) -> None:
+    """Print the workflow's DAG as a Mermaid or Graphviz diagram."""
+    workflow = load_or_exit(file)
+    out.print(render_diagram(workflow, fmt), end="", markup=False)
+
+
+def plan(
+    file: Path,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Print the compiled canvas, runtime joins, critical path, widest level and largest message."""
+    workflow = load_or_exit(file)
+    compiled = compile_workflow(workflow)
+    analysis = report(compiled)
+    if as_json:
+        data = analysis.model_dump(mode="json")
+        data["steps_detail"] = {
+            name: {
+                "join": s.join.value,
+                "needs": list(s.needs),
+                "queue": s.policy.queue,
+                "timeout": s.policy.timeout,
+                "max_attempts": s.policy.retry.max_attempts,
+            }
+            for name, s in compiled.steps.items()
+        }
+        out.print(json.dumps(data, indent=2), markup=False)
+        return
+    out.print(f"workflow      {analysis.workflow} (plan {analysis.plan_id}, {analysis.steps} steps)", markup=False)
+    out.print(f"canvas        {analysis.canvas}", markup=False)
+    if analysis.runtime_joins:
+        for step, waits in analysis.runtime_joins.items():
+            out.print(
+                f"runtime join  {step} <- {', '.join(waits)} (not series-parallel: a Redis counter joins it)",
+                markup=False,
+            )
+    else:
+        out.print("runtime join  none (series-parallel: canvas expresses every edge)", markup=False)
+    if analysis.fan_out:
+        out.print(
+            f"fan-out       {', '.join(analysis.fan_out)} (for_each, dispatched in batches at run time)", markup=False
+        )
+    out.print(
+        f"critical path {' -> '.join(analysis.critical_path)} ({len(analysis.critical_path)} steps)", markup=False
+    )
+    out.print(
+        f"widest level  {analysis.widest_level} steps ({', '.join(analysis.widest_level_steps[:8])}"
+        f"{', ...' if analysis.widest_level > 8 else ''})",
+        markup=False,
+    )
+    out.print(
+        f"largest msg   {analysis.largest_message_bytes} bytes (messages name a step; size does not grow with the DAG)",
+        markup=False,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command()(graph)
+    app.command()(plan)

@@ -1,0 +1,223 @@
+"""``run``, ``status``, ``runs``, ``cancel`` and ``retry``: commands on runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.cli.console import err, out
+from orchestrator.cli.definitions import INVALID, known_tasks, load_or_exit
+from orchestrator.cli.wiring import Services, services
+from orchestrator.definitions import Workflow
+from orchestrator.errors import InvalidParams, OrchestratorError, RunNotFound, WorkflowNotFound
+from orchestrator.inprocess import InProcessWorker
+from orchestrator.params import coerce
+from orchestrator.registry import WorkflowRegistry
+from orchestrator.runs import RunRecord, RunStatus, Trigger
+
+FAILED = 1
+_STYLE = {
+    "pending": "dim",
+    "queued": "cyan",
+    "running": "blue",
+    "retrying": "yellow",
+    "succeeded": "green",
+    "failed": "red",
+    "skipped": "dim",
+    "cancelled": "magenta",
+}
+
+
+def _workflow(target: str, svc: Services | None = None) -> Workflow:
+    path = Path(target)
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        return load_or_exit(path)
+    from config import get_settings
+
+    registry = WorkflowRegistry(get_settings().workflows_dir, known_tasks())
+    try:
+        return registry.get(target)
+    except WorkflowNotFound as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(INVALID) from None
+
+
+def _params(workflow: Workflow, pairs: list[str]) -> dict[str, object]:
+    params: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            err.print(f"[red]error:[/red] -p {escape(pair)!r} must be KEY=VALUE")
+            raise typer.Exit(INVALID)
+        params[key] = coerce(key, workflow.params.get(key), text)
+    return params
+
+
+def _table(record: RunRecord) -> Table:
+    table = Table(title=f"{record.workflow} run {record.run_id}: {record.status.value}", title_justify="left")
+    for column in ("step", "status", "attempts", "started", "finished", "output / error"):
+        table.add_column(column, overflow="fold")
+    for name, step in record.steps.items():
+        detail = f"{step.error.type}: {step.error.message}" if step.error else json.dumps(step.output)
+        if step.items is not None:
+            detail = f"[{step.items_done or 0}/{step.items} items] " + detail
+        table.add_row(
+            name,
+            f"[{_STYLE[step.status.value]}]{step.status.value}[/]",
+            str(step.attempts),
+            (step.started_at or "")[11:23],
+            (step.finished_at or "")[11:23],
+            escape(detail if len(detail) < 120 else detail[:117] + "..."),
+        )
+    return table
+
+
+def _follow(svc: Services, run_id: str, timeout: float | None, show: bool) -> RunRecord:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    record = svc.coordinator.get(run_id)
+    live = Live(_table(record), console=err, refresh_per_second=8, transient=False) if show else None
+    with live or contextlib.nullcontext():
+        while not record.status.finished:
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+            record = svc.coordinator.get(run_id)
+            if live is not None:
+                live.update(_table(record))
+    return record
+
+
+def _finish(record: RunRecord, as_json: bool) -> None:
+    if as_json:
+        out.print(record.model_dump_json(indent=2), markup=False)
+    else:
+        out.print(_table(record))
+    if not record.status.finished:
+        hint = f"orchestrator status {record.run_id} --watch"
+        err.print(f"run {record.run_id} is still {record.status.value}; follow it with `{hint}`")
+        raise typer.Exit(FAILED)
+    if record.status is not RunStatus.SUCCEEDED:
+        raise typer.Exit(FAILED)
+
+
+def run(
+    target: Annotated[
+        str, typer.Argument(metavar="FILE|NAME", help="A workflow file, or a name in ORCH_WORKFLOWS_DIR.")
+    ],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE, coerced to the param's type.")
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run and end with its record.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Only JSON on standard output.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="Stop waiting after S seconds (exit 1).")] = None,
+) -> None:
+    """Submit a run; print its id, or with --wait follow it to the end."""
+    workflow = _workflow(target)
+    try:
+        params = _params(workflow, param or [])
+        with services() as svc:
+            worker = None
+            if svc.embedded is not None:
+                if not wait:
+                    err.print("embedded mode: no worker runs after this command; use --wait, or set ORCH_BROKER_URL")
+                queues = {s.policy.queue for s in svc.coordinator.compile(workflow).steps.values()}
+                worker = InProcessWorker(svc.app, sorted(queues)).start() if wait else None
+            try:
+                run_id = svc.coordinator.submit(workflow, params, trigger=Trigger.CLI, started_by="cli")
+                if not wait:
+                    if as_json:
+                        out.print(json.dumps({"run_id": run_id}), markup=False)
+                    else:
+                        out.print(run_id, markup=False)
+                    return
+                err.print(f"run {run_id} submitted")
+                record = _follow(svc, run_id, timeout, show=err.is_terminal)
+            finally:
+                if worker is not None:
+                    worker.stop()
+            _finish(record, as_json)
+    except InvalidParams as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error:[/red] {escape(problem)}")
+        raise typer.Exit(INVALID) from None
+
+
+def status(
+    run_id: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Follow until the run ends.")] = False,
+) -> None:
+    """Print a run's record."""
+    with services() as svc:
+        try:
+            record = _follow(svc, run_id, None, show=err.is_terminal) if watch else svc.coordinator.get(run_id)
+        except RunNotFound as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(FAILED) from None
+        if as_json:
+            out.print(record.model_dump_json(indent=2), markup=False)
+        else:
+            out.print(_table(record))
+
+
+def runs(
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List runs, newest first."""
+    with services() as svc:
+        found = svc.store.list_runs(workflow, status.value if status else None, limit)
+    if as_json:
+        out.print(json.dumps([r.model_dump(mode="json", exclude={"steps"}) for r in found], indent=2), markup=False)
+        return
+    table = Table()
+    for column in ("run id", "workflow", "status", "trigger", "created", "finished"):
+        table.add_column(column)
+    for r in found:
+        table.add_row(
+            r.run_id,
+            r.workflow,
+            f"[{_STYLE.get(r.status.value, '')}]{r.status.value}[/]",
+            r.trigger.value,
+            r.created_at[:19],
+            (r.finished_at or "")[:19],
+        )
+    out.print(table)
+
+
+def cancel(run_id: str) -> None:
+    """Cancel a run: queued steps are revoked, nothing new is dispatched."""
+    _act(run_id, "cancel")
+
+
+def retry(run_id: str) -> None:
+    """Re-run a finished run's failed, cancelled and unfinished steps; succeeded steps keep their outputs."""
+    _act(run_id, "retry")
+
+
+def _act(run_id: str, action: str) -> None:
+    with services() as svc:
+        try:
+            record = svc.coordinator.cancel(run_id) if action == "cancel" else svc.coordinator.retry(run_id)
+        except RunNotFound as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(FAILED) from None
+        except OrchestratorError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(INVALID) from None
+    out.print(f"run {record.run_id}: {record.status.value}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (run, status, runs, cancel, retry):
+        app.command()(command)

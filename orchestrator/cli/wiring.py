@@ -1,0 +1,89 @@
+"""Composition root of the CLI: settings, the embedded server, the Celery app, store, coordinator.
+
+The worker app is loaded by its import path (``ORCH_WORKER_APP``, default ``workers.app:app``), as
+``celery -A`` does, so this package never imports the worker package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from celery import Celery
+from celery.utils.imports import symbol_by_name
+from redis import Redis
+
+from config import Settings, get_settings
+from orchestrator.coordinator import Coordinator
+from orchestrator.dispatch import CeleryDispatcher
+from orchestrator.embedded import EmbeddedRedis
+from orchestrator.errors import ConfigurationError
+from orchestrator.keys import Keys
+from orchestrator.policy import base_policy
+from orchestrator.store import RedisRunStore
+
+
+def load_app(settings: Settings, broker_url: str | None = None, store_url: str | None = None) -> Celery:
+    """Build the worker app with the factory named by the settings (``ORCH_WORKER_FACTORY``).
+
+    Raises:
+        ConfigurationError: it cannot be imported or built (the message says why).
+    """
+    try:
+        factory = symbol_by_name(settings.worker_factory)
+        app = factory(settings, broker_url=broker_url, store_url=store_url)
+    except Exception as exc:
+        raise ConfigurationError(f"cannot build the worker app with {settings.worker_factory!r}: {exc}") from exc
+    if not isinstance(app, Celery):
+        raise ConfigurationError(f"{settings.worker_factory!r} did not return a Celery app")
+    return app
+
+
+@lru_cache(maxsize=1)
+def registered_tasks() -> frozenset[str] | None:
+    """Task names of the worker app, or None when it cannot be imported here."""
+    if os.environ.get("ORCH_SKIP_TASK_CHECK"):
+        return None
+    try:
+        app = load_app(get_settings())
+    except ConfigurationError:
+        return None
+    names = frozenset(name for name in app.tasks if not name.startswith("celery."))
+    app.close()
+    return names
+
+
+@dataclass
+class Services:
+    """Everything a run command needs, connected."""
+
+    settings: Settings
+    app: Celery
+    store: RedisRunStore
+    coordinator: Coordinator
+    embedded: EmbeddedRedis | None
+
+
+@contextlib.contextmanager
+def services(settings: Settings | None = None) -> Iterator[Services]:
+    """Connect to the broker and store (starting the embedded Redis when none is configured)."""
+    settings = settings or get_settings()
+    with contextlib.ExitStack() as stack:
+        embedded = stack.enter_context(EmbeddedRedis(settings.embedded_dir)) if settings.embedded else None
+        store_url = embedded.store_url if embedded else settings.resolved_store_url
+        assert store_url is not None
+        app = load_app(settings, embedded.broker_url if embedded else None, store_url if embedded else None)
+        stack.callback(app.close)
+        client = Redis.from_url(store_url, decode_responses=True)
+        stack.callback(client.close)
+        store = RedisRunStore(client, Keys(settings.key_prefix))
+        coordinator = Coordinator(
+            store,
+            CeleryDispatcher(app),
+            base_policy=base_policy(settings.defaults),
+            lease_seconds=settings.worker.lease,
+        )
+        yield Services(settings, app, store, coordinator, embedded)

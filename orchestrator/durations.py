@@ -1,0 +1,61 @@
+"""Durations as users write them: ``500ms``, ``30s``, ``5m``, ``2h``, ``1d`` or a number of seconds."""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal, InvalidOperation
+
+_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
+MAX_SECONDS = 366 * 86400.0
+_FORMS = "write e.g. 500ms, 30s, 5m, 2h or a number of seconds"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse_duration(value: object) -> float:
+    """Return a duration in seconds.
+
+    Args:
+        value: A non-negative number of seconds, or a string such as ``"90s"`` or ``"1.5h"``.
+
+    Raises:
+        ValueError: with a message that shows the accepted forms.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{_shown(value)} is not a duration; {_FORMS}")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (match := _PATTERN.match(value)):
+            # Decimal keeps "9ms" exactly 0.009 and rejects nothing a float would accept.
+            seconds = float(Decimal(match.group(1)) * _UNITS[match.group(2) or "s"])
+        else:
+            raise ValueError(f"{_shown(value)} is not a duration; {_FORMS}")
+    except (OverflowError, InvalidOperation):
+        raise ValueError(f"{_shown(value)} is longer than a year; durations are capped at 366d") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{_shown(value)} is not a duration; it must be a non-negative number of seconds")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{_shown(value)} is longer than a year; durations are capped at 366d")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling of ``seconds`` (``0.5`` -> ``500ms``, ``120`` -> ``2m``)."""
+    exact = Decimal(repr(float(seconds)))
+    if exact == 0:
+        return "0s"
+    for unit in ("d", "h", "m", "s"):
+        size = _UNITS[unit]
+        if exact >= size and exact % size == 0:
+            return f"{int(exact // size)}{unit}"
+    spellings = [f"{exact.normalize():f}s"]
+    millis = exact * 1000
+    if millis == millis.to_integral_value():
+        spellings.append(f"{int(millis)}ms")
+    return min(spellings, key=len)

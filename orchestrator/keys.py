@@ -1,0 +1,115 @@
+"""Every Redis key and queue name the project uses, built in one place.
+
+Grepping this file shows everything we store. Keys of one run share the hash tag ``{run_id}``
+so that a Lua script may touch all of them on Redis Cluster too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "orch"
+DEAD_LETTER_QUEUE = "orchestrator.dead"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builder for one namespace (``ORCH_KEY_PREFIX``; tests use one prefix each).
+
+    Attributes:
+        prefix: Prepended to every key.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+
+    # --- broker (kombu's Redis transport, namespaced with ``global_keyprefix``) ---
+    def broker_prefix(self) -> str:
+        """Prefix kombu puts before each of its keys."""
+        return f"{self.prefix}:broker:"
+
+    def queue(self, name: str) -> str:
+        """The Redis list holding a queue's messages (what autoscalers measure)."""
+        return f"{self.broker_prefix()}{name}"
+
+    # --- runs ---
+    def run(self, run_id: str) -> str:
+        """Hash: the run's own fields (status, workflow, params, times, counters)."""
+        return f"{self.prefix}:run:{{{run_id}}}"
+
+    def step(self, run_id: str, step: str) -> str:
+        """Hash: one step's state (status, attempts, task_id, worker, times, error)."""
+        return f"{self.prefix}:run:{{{run_id}}}:step:{step}"
+
+    def item(self, run_id: str, step: str, index: int) -> str:
+        """Hash: the state of one item of a ``for_each`` step."""
+        return f"{self.prefix}:run:{{{run_id}}}:step:{step}:item:{index}"
+
+    def output(self, run_id: str, step: str) -> str:
+        """String: a step's output as JSON."""
+        return f"{self.prefix}:run:{{{run_id}}}:output:{step}"
+
+    def item_outputs(self, run_id: str, step: str) -> str:
+        """Hash: item index -> output JSON, for a ``for_each`` step."""
+        return f"{self.prefix}:run:{{{run_id}}}:items:{step}"
+
+    def join(self, run_id: str, step: str) -> str:
+        """Hash: need name -> final status, the arrivals a step's join has seen."""
+        return f"{self.prefix}:run:{{{run_id}}}:join:{step}"
+
+    def events(self, run_id: str) -> str:
+        """Pub/sub channel: a message per state change of the run (for ``--wait``)."""
+        return f"{self.prefix}:events:{{{run_id}}}"
+
+    def runs(self) -> str:
+        """Sorted set: run id scored by creation time."""
+        return f"{self.prefix}:runs"
+
+    def runs_of(self, workflow: str) -> str:
+        """Sorted set: a workflow's run ids scored by creation time."""
+        return f"{self.prefix}:runs:workflow:{workflow}"
+
+    def submission(self, workflow: str, key: str) -> str:
+        """String: run id of a submission with this idempotency key."""
+        return f"{self.prefix}:submission:{workflow}:{key}"
+
+    # --- plans and side effects ---
+    def plan(self, plan_id: str) -> str:
+        """String: a compiled plan as JSON, content-addressed."""
+        return f"{self.prefix}:plan:{plan_id}"
+
+    def idempotency(self, key: str) -> str:
+        """Hash: a step idempotency key's owner, state and recorded output."""
+        return f"{self.prefix}:idempotency:{key}"
+
+    # --- liveness ---
+    def leases(self) -> str:
+        """Sorted set: ``run|step|item`` of every running step scored by lease expiry (epoch s)."""
+        return f"{self.prefix}:leases"
+
+    def outbox(self) -> str:
+        """Sorted set: ``run|step|`` of steps marked queued whose message may not be published yet,
+        scored by when to publish it again if it still is there."""
+        return f"{self.prefix}:outbox"
+
+    def item_inputs(self, run_id: str, step: str) -> str:
+        """List: the items a ``for_each`` step fans out over, as JSON, in order."""
+        return f"{self.prefix}:run:{{{run_id}}}:inputs:{step}"
+
+    def sweeper_lock(self) -> str:
+        """String: held by the one process sweeping expired leases right now."""
+        return f"{self.prefix}:lock:sweeper"
+
+    def scheduler_lock(self, entry: str, tick: str) -> str:
+        """String: claims one beat tick of one schedule entry, so each tick starts one run."""
+        return f"{self.prefix}:lock:schedule:{entry}:{tick}"
+
+
+def lease_member(run_id: str, step: str, item: int | None = None) -> str:
+    """The member naming one unit of work in :meth:`Keys.leases`."""
+    return f"{run_id}|{step}|{'' if item is None else item}"
+
+
+def parse_lease_member(member: str) -> tuple[str, str, int | None]:
+    """Inverse of :func:`lease_member`."""
+    run_id, step, item = member.split("|", 2)
+    return run_id, step, (int(item) if item else None)

@@ -1,0 +1,194 @@
+"""Real processes over real Redis: ``celery -A workers.app worker`` subprocesses and a coordinator.
+
+Fixtures are factories that own their teardown: every worker a test starts is stopped, by
+process group, when the test ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis
+
+from config import Settings
+from orchestrator.coordinator import Coordinator
+from orchestrator.definitions import Workflow
+from orchestrator.dispatch import CeleryDispatcher
+from orchestrator.keys import Keys
+from orchestrator.loader import build_workflow
+from orchestrator.policy import base_policy
+from orchestrator.runs import RunRecord
+from orchestrator.store import RedisRunStore
+from workers.app import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE = 3.0
+
+
+@dataclass
+class WorkerProcess:
+    """A ``celery worker`` subprocess in its own process group."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    name: str
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited:\n{self.log.read_text()[-3000:]}")
+            if " ready." in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"worker {self.name} not ready after {timeout}s:\n{self.log.read_text()[-3000:]}")
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True)
+        return [int(pid) for pid in out.stdout.split()]
+
+    def kill(self) -> None:
+        """SIGKILL the whole node: main process and pool children."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Orchestra:
+    """A namespace on the test Redis with a coordinator and a worker factory."""
+
+    redis_url: str
+    prefix: str
+    tmp: Path
+    redis: Redis
+    workers: list[WorkerProcess] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.settings = Settings(**self.settings_values())
+        self.app = create_app(self.settings)
+        self.store = RedisRunStore(self.redis, Keys(self.prefix))
+        self.coordinator = Coordinator(
+            self.store, CeleryDispatcher(self.app), base_policy=base_policy(self.settings.defaults), lease_seconds=LEASE
+        )
+
+    def settings_values(self) -> dict[str, Any]:
+        return {
+            "broker_url": self.extra_env.get("ORCH_BROKER_URL", self.redis_url),
+            "store_url": self.redis_url,
+            "key_prefix": self.prefix,
+            "task_modules": ["tests.integration.tasks"],
+            "worker": {"lease": LEASE, "sweep_interval": 0.5},
+        }
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCH_")}
+        env.update(
+            ORCH_BROKER_URL=self.redis_url,
+            ORCH_STORE_URL=self.redis_url,
+            ORCH_KEY_PREFIX=self.prefix,
+            ORCH_TASK_MODULES="tests.integration.tasks",
+            ORCH_WORKER__LEASE=str(LEASE),
+            ORCH_WORKER__SWEEP_INTERVAL="0.5",
+            PYTHONPATH=str(ROOT),
+        )
+        env.update(self.extra_env)
+        return env
+
+    def worker(self, *args: str, name: str | None = None, pool: str = "prefork", concurrency: int = 2) -> WorkerProcess:
+        """Start a worker (waits until it is ready); it is stopped at the end of the test."""
+        name = name or f"w{len(self.workers) + 1}"
+        log = self.tmp / f"{name}.log"
+        command = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "--hostname",
+            f"{name}@{self.prefix}",
+            "--pool",
+            pool,
+            "--concurrency",
+            str(concurrency),
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+            *args,
+        ]
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=self.env(), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        worker = WorkerProcess(process, log, name)
+        self.workers.append(worker)
+        worker.wait_ready()
+        return worker
+
+    def workflow(self, data: Mapping[str, Any]) -> Workflow:
+        return build_workflow(dict(data))
+
+    def submit(self, data: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str:
+        return self.coordinator.submit(self.workflow(data), params)
+
+    def wait(self, run_id: str, timeout: float = 60.0) -> RunRecord:
+        deadline = time.monotonic() + timeout
+        record = self.coordinator.get(run_id)
+        while not record.status.finished:
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {w.name}\n{w.log.read_text()[-2000:]}" for w in self.workers)
+                raise AssertionError(f"run not finished after {timeout}s: {record.model_dump_json(indent=1)}\n{logs}")
+            time.sleep(0.05)
+            record = self.coordinator.get(run_id)
+        return record
+
+    def effects(self) -> dict[str, int]:
+        prefix = f"{self.prefix}:effects:"
+        found = {}
+        for key in self.redis.scan_iter(match=f"{prefix}*"):
+            if self.redis.type(key) == "string":
+                found[key.removeprefix(prefix)] = int(self.redis.get(key) or 0)
+        return found
+
+    def started(self) -> list[str]:
+        return list(self.redis.lrange(f"{self.prefix}:effects:started", 0, -1))
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.app.close()
+
+
+@pytest.fixture
+def orchestra(redis_url: str, key_prefix: str, redis_client: Redis) -> Iterator[Orchestra]:
+    os.environ["ORCH_STORE_URL"] = redis_url  # the task module records effects here (in-process too)
+    os.environ["ORCH_KEY_PREFIX"] = key_prefix
+    with tempfile.TemporaryDirectory(prefix="orch-test-") as tmp:
+        orch = Orchestra(redis_url, key_prefix, Path(tmp), redis_client)
+        try:
+            yield orch
+        finally:
+            orch.close()
+            os.environ.pop("ORCH_STORE_URL", None)
+            os.environ.pop("ORCH_KEY_PREFIX", None)

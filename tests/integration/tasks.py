@@ -1,0 +1,73 @@
+"""Tasks the integration tests run on real workers. Each records its side effects in Redis.
+
+A side effect is ``INCR {prefix}:effects:{name}``: the tests assert every count is exactly 1.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import shared_task
+from redis import Redis
+
+_client: Redis | None = None
+
+
+def _redis() -> Redis:
+    global _client
+    if _client is None:
+        _client = Redis.from_url(os.environ["ORCH_STORE_URL"], decode_responses=True)
+    return _client
+
+
+def _key(name: str) -> str:
+    return f"{os.environ['ORCH_KEY_PREFIX']}:effects:{name}"
+
+
+@shared_task(name="t.effect")
+def effect(name: str, sleep: float = 0.0, value: Any = None) -> Any:
+    """Sleep, then record one side effect called ``name`` and return ``value``."""
+    if sleep:
+        time.sleep(sleep)
+    _redis().incr(_key(name))
+    _redis().rpush(_key("order"), name)
+    return value if value is not None else name
+
+
+@shared_task(name="t.square")
+def square(x: int) -> int:
+    _redis().incr(_key(f"square-{x}"))
+    return x * x
+
+
+@shared_task(name="t.flaky")
+def flaky(name: str, failures: int, error: str = "ConnectionError") -> str:
+    """Fail ``failures`` times (counted in Redis) with ``error``, then succeed."""
+    attempt = _redis().incr(_key(f"attempts-{name}"))
+    _redis().rpush(_key(f"times-{name}"), repr(time.time()))
+    if attempt <= failures:
+        raise {"ConnectionError": ConnectionError, "ValueError": ValueError}[error](f"{name} failed attempt {attempt}")
+    _redis().incr(_key(name))
+    return name
+
+
+@shared_task(name="t.block")
+def block(name: str, seconds: float = 30.0) -> str:
+    """Announce the start, then sleep: the test kills the worker while this runs."""
+    _redis().rpush(_key("started"), name)
+    time.sleep(seconds)
+    _redis().incr(_key(name))
+    return name
+
+
+@shared_task(name="t.items")
+def items(count: int) -> list[int]:
+    return list(range(count))
+
+
+@shared_task(name="t.hook")
+def hook(run: dict[str, Any]) -> None:
+    """A run hook: records the status the run ended with."""
+    _redis().rpush(_key("hooks"), f"{run['workflow']}:{run['status']}")

@@ -1,0 +1,64 @@
+"""The one function that maps our :class:`~config.Settings` to Celery's configuration keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config import Settings
+from orchestrator.keys import Keys
+
+
+def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[str, Any]:
+    """Celery settings with production defaults for reliability.
+
+    Args:
+        settings: Our settings.
+        broker_url: The broker actually used (the embedded one when none is configured).
+        store_url: The Redis holding run state; the default result backend too.
+
+    Returns:
+        Keys for ``app.conf.update``. Messages are JSON only: pickle is never accepted.
+    """
+    worker = settings.worker
+    keys = Keys(settings.key_prefix)
+    transport: dict[str, Any] = {"visibility_timeout": worker.visibility_timeout}
+    if broker_url.startswith(("redis", "rediss", "unix", "sentinel")):
+        # Every kombu key (queues, bindings, unacked bookkeeping) in our namespace, so several
+        # deployments (or tests) can share one Redis. Queue "q" is the list keys.queue("q").
+        transport["global_keyprefix"] = keys.broker_prefix()
+    return {
+        "broker_url": broker_url,
+        "result_backend": settings.result_backend or _celery_url(store_url),
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": worker.prefetch_multiplier,
+        "worker_concurrency": worker.concurrency,
+        "worker_pool": worker.pool,
+        "worker_max_tasks_per_child": worker.max_tasks_per_child,
+        "worker_max_memory_per_child": worker.max_memory_per_child,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_retry": True,
+        "broker_connection_max_retries": None,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"visibility_timeout": worker.visibility_timeout},
+        "result_expires": worker.result_expires,
+        "task_default_queue": settings.defaults.queue,
+        "task_create_missing_queues": True,
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "enable_utc": True,
+        "timezone": "UTC",
+    }
+
+
+def _celery_url(redis_url: str) -> str:
+    """redis-py spells a unix socket ``unix://``; Celery's Redis backend spells it ``redis+socket://``."""
+    return "redis+socket://" + redis_url.removeprefix("unix://") if redis_url.startswith("unix://") else redis_url

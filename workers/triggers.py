@@ -1,0 +1,36 @@
+"""The task beat sends: start one run of a scheduled workflow, once per tick."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery
+
+from orchestrator.registry import WorkflowRegistry
+from orchestrator.runs import Trigger
+from orchestrator.schedules import START_RUN_TASK, current_tick
+from workers.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def register(app: Celery, runtime: Runtime, registry: WorkflowRegistry) -> None:
+    """Register :data:`orchestrator.schedules.START_RUN_TASK` on ``app``."""
+
+    @app.task(name=START_RUN_TASK, acks_late=True, ignore_result=True, shared=False)
+    def start_run(workflow: str, entry: str, params: dict[str, Any]) -> str | None:
+        definition = registry.get(workflow)
+        spec = definition.schedule[int(entry.rsplit("#", 1)[1])]
+        tick = current_tick(spec, datetime.now(UTC), entry)
+        # The submission key makes the run exactly-once per tick, even with two beats running.
+        run_id = runtime.coordinator.submit(
+            definition,
+            params,
+            trigger=Trigger.SCHEDULE,
+            started_by=f"schedule:{entry}",
+            idempotency_key=f"schedule:{entry}:{tick.name}",
+        )
+        log.info("schedule %s tick %s: run %s", entry, tick.name, run_id)
+        return run_id
