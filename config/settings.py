@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     store_url: str | None = Field(
         default=None, description="Redis holding run state; default: the broker when it is Redis."
     )
+    sentinel_master: str | None = Field(
+        default=None, description="Name of the Redis master when the broker or store URL is sentinel://."
+    )
     key_prefix: str = Field(default="orch", pattern=r"^[A-Za-z0-9_.:-]+$", description="Namespace of our Redis keys.")
     embedded_dir: Path = Field(
         default=Path.home() / ".local" / "state" / "orchestrator",
@@ -154,6 +157,9 @@ class Settings(BaseSettings):
                 f"ORCH_WORKER__SWEEP_INTERVAL ({self.worker.sweep_interval:g}s) must be shorter than "
                 f"ORCH_WORKER__LEASE ({self.worker.lease:g}s)"
             )
+        urls = [u for u in (self.broker_url, self.store_url) if u]
+        if any(u.startswith("sentinel://") for u in urls) and not self.sentinel_master:
+            raise ValueError("sentinel:// URLs need the master's name in ORCH_SENTINEL_MASTER")
         store = self.store_url or self.broker_url
         if self.broker_url and store and store.split(":", 1)[0] not in REDIS_SCHEMES:
             raise ValueError(

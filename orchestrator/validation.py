@@ -47,7 +47,8 @@ class _Checker:
         self.step_names = set(step_names)
         self.param_names = set(param_names)
         self.problems: list[Problem] = []
-        self.ancestors: dict[str, frozenset[str]] | None = None
+        self.dag: Dag | None = None
+        self.unresolved_mask = 0
         # Needs that name no parsed step (unknown, or broken): what lies above them is unknown.
         self.unresolved: frozenset[str] = frozenset()
 
@@ -81,7 +82,8 @@ class _Checker:
             path = " needs ".join(repr(n) for n in reversed(cycle))
             self.add(("steps", first, "needs", index), f"cycle: {path}; remove one of these needs")
         if not cycles:
-            self.ancestors = dag.ancestors
+            self.dag = dag
+            self.unresolved_mask = dag.mask(self.unresolved)
 
     # --- references ----------------------------------------------------------------------------
 
@@ -145,11 +147,12 @@ class _Checker:
         if target not in self.step_names:
             self.add(loc, f"step {name!r}: {ref} names no step{suggest(target, self.step_names)}")
             return
-        if self.ancestors is None:
+        dag = self.dag
+        if dag is None:
             return  # a cycle: "upstream" means nothing until it is broken
-        ancestors = self.ancestors.get(name, frozenset())
+        upstream = dag.ancestor_mask(name)
         # Above an unknown or broken need anything may be upstream: say nothing rather than guess.
-        if target not in ancestors and not ancestors & self.unresolved:
+        if not (target in dag.position and dag.is_ancestor(target, name)) and not upstream & self.unresolved_mask:
             self.add(
                 loc,
                 f"step {name!r}: {ref} refers to {target!r}, which is not upstream of {name!r}; "

@@ -22,6 +22,10 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
     worker = settings.worker
     keys = Keys(settings.key_prefix)
     transport: dict[str, Any] = {"visibility_timeout": worker.visibility_timeout}
+    backend_transport: dict[str, Any] = {"visibility_timeout": worker.visibility_timeout}
+    if settings.sentinel_master:
+        transport["master_name"] = settings.sentinel_master
+        backend_transport["master_name"] = settings.sentinel_master
     if broker_url.startswith(("redis", "rediss", "unix", "sentinel")):
         # Every kombu key (queues, bindings, unacked bookkeeping) in our namespace, so several
         # deployments (or tests) can share one Redis. Queue "q" is the list keys.queue("q").
@@ -47,7 +51,7 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
         "broker_connection_retry": True,
         "broker_connection_max_retries": None,
         "broker_transport_options": transport,
-        "result_backend_transport_options": {"visibility_timeout": worker.visibility_timeout},
+        "result_backend_transport_options": backend_transport,
         "result_expires": worker.result_expires,
         "task_default_queue": settings.defaults.queue,
         "task_create_missing_queues": True,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from redis import Redis
 
 from config import Settings
+from orchestrator.connections import redis_client
 from orchestrator.coordinator import Coordinator
 from orchestrator.dispatch import CeleryDispatcher
 from orchestrator.keys import Keys
@@ -30,7 +30,7 @@ class Runtime:
     def __init__(self, app: Celery, settings: Settings, store_url: str) -> None:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self.redis = Redis.from_url(store_url, decode_responses=True, health_check_interval=30)
+        self.redis = redis_client(store_url, sentinel_master=settings.sentinel_master)
         self.store = RedisRunStore(self.redis, self.keys)
         self.coordinator = Coordinator(
             self.store,

@@ -14,9 +14,9 @@ from functools import lru_cache
 
 from celery import Celery
 from celery.utils.imports import symbol_by_name
-from redis import Redis
 
 from config import Settings, get_settings
+from orchestrator.connections import redis_client
 from orchestrator.coordinator import Coordinator
 from orchestrator.dispatch import CeleryDispatcher
 from orchestrator.embedded import EmbeddedRedis
@@ -77,7 +77,7 @@ def services(settings: Settings | None = None) -> Iterator[Services]:
         assert store_url is not None
         app = load_app(settings, embedded.broker_url if embedded else None, store_url if embedded else None)
         stack.callback(app.close)
-        client = Redis.from_url(store_url, decode_responses=True)
+        client = redis_client(store_url, sentinel_master=settings.sentinel_master)
         stack.callback(client.close)
         store = RedisRunStore(client, Keys(settings.key_prefix))
         coordinator = Coordinator(

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pytest
 from redis import Redis
 
 from config import Settings
+from orchestrator.connections import redis_client
 from orchestrator.coordinator import Coordinator
 from orchestrator.definitions import Workflow
 from orchestrator.dispatch import CeleryDispatcher
@@ -33,6 +35,8 @@ from workers.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = 3.0
+# The system's server (TLS-capable) rather than a redis-server shim another package may put first on PATH.
+REDIS_SERVER = "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else "redis-server"
 
 
 @dataclass
@@ -86,7 +90,10 @@ class Orchestra:
     def __post_init__(self) -> None:
         self.settings = Settings(**self.settings_values())
         self.app = create_app(self.settings)
-        self.store = RedisRunStore(self.redis, Keys(self.prefix))
+        store_client = redis_client(
+            str(self.settings.resolved_store_url), sentinel_master=self.settings.sentinel_master
+        )
+        self.store = RedisRunStore(store_client, Keys(self.prefix))
         self.coordinator = Coordinator(
             self.store, CeleryDispatcher(self.app), base_policy=base_policy(self.settings.defaults), lease_seconds=LEASE
         )
@@ -94,7 +101,8 @@ class Orchestra:
     def settings_values(self) -> dict[str, Any]:
         return {
             "broker_url": self.extra_env.get("ORCH_BROKER_URL", self.redis_url),
-            "store_url": self.redis_url,
+            "store_url": self.extra_env.get("ORCH_STORE_URL", self.redis_url),
+            "sentinel_master": self.extra_env.get("ORCH_SENTINEL_MASTER"),
             "key_prefix": self.prefix,
             "task_modules": ["tests.integration.tasks"],
             "worker": {"lease": LEASE, "sweep_interval": 0.5},
@@ -109,6 +117,7 @@ class Orchestra:
             ORCH_TASK_MODULES="tests.integration.tasks",
             ORCH_WORKER__LEASE=str(LEASE),
             ORCH_WORKER__SWEEP_INTERVAL="0.5",
+            ORCH_TEST_EFFECTS_URL=self.redis_url,
             PYTHONPATH=str(ROOT),
         )
         env.update(self.extra_env)
@@ -192,3 +201,69 @@ def orchestra(redis_url: str, key_prefix: str, redis_client: Redis) -> Iterator[
             orch.close()
             os.environ.pop("ORCH_STORE_URL", None)
             os.environ.pop("ORCH_KEY_PREFIX", None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    """A ``redis-server`` of the test's own, on a free port, in a temporary directory."""
+
+    port: int
+    directory: Path
+    args: tuple[str, ...]
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        command = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.directory),
+            "--save",
+            "",
+            *self.args,
+        ]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if Redis(port=self.port, socket_connect_timeout=0.2).ping():
+                    return self
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Factory: ``redis_server(*extra_args)`` starts a server; all are killed after the test."""
+    servers: list[RedisServer] = []
+
+    def start(*args: str, port: int | None = None) -> RedisServer:
+        directory = tmp_path / f"redis-{len(servers)}"
+        directory.mkdir()
+        server = RedisServer(port or free_port(), directory, args).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.kill()

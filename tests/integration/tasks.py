@@ -18,7 +18,9 @@ _client: Redis | None = None
 def _redis() -> Redis:
     global _client
     if _client is None:
-        _client = Redis.from_url(os.environ["ORCH_STORE_URL"], decode_responses=True)
+        # Effects go to a plain Redis URL even when the store is reached through Sentinel.
+        url = os.environ.get("ORCH_TEST_EFFECTS_URL") or os.environ["ORCH_STORE_URL"]
+        _client = Redis.from_url(url, decode_responses=True)
     return _client
 
 

@@ -7,12 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from orchestrator.runs import RunStatus
-from tests.integration.conftest import ROOT, Orchestra
+from tests.integration.conftest import ROOT, Orchestra, RedisServer, free_port
 
 pytestmark = pytest.mark.integration
 AMQP_URL = os.environ.get("ORCH_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -99,3 +101,137 @@ def test_embedded_default_runs_an_example_end_to_end(tmp_path: Path) -> None:
     )
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["status"] == "succeeded"
+
+
+def test_sentinel_urls_for_broker_and_store(
+    redis_server: Callable[..., RedisServer], key_prefix: str, tmp_path: Path
+) -> None:
+    master = redis_server()
+    sentinel_port = free_port()
+    config = tmp_path / "sentinel.conf"
+    config.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\nsentinel monitor main 127.0.0.1 {master.port} 1\n"
+        "sentinel down-after-milliseconds main 5000\n"
+    )
+    sentinel = subprocess.Popen(["redis-server", str(config), "--sentinel"], stdout=subprocess.DEVNULL)
+    try:
+        url = f"sentinel://127.0.0.1:{sentinel_port}/0"
+        os.environ["ORCH_STORE_URL"] = master.url
+        os.environ["ORCH_KEY_PREFIX"] = key_prefix
+        env = {"ORCH_BROKER_URL": url, "ORCH_STORE_URL": url, "ORCH_SENTINEL_MASTER": "main"}
+        orchestra = Orchestra(
+            master.url, key_prefix, tmp_path, Redis.from_url(master.url, decode_responses=True), extra_env=env
+        )
+        try:
+            orchestra.worker(concurrency=2)
+            run_id = orchestra.submit(
+                {
+                    "workflow": "sentinel",
+                    "steps": {
+                        "a": {"task": "t.effect", "args": {"name": "a"}},
+                        "b": {"task": "t.effect", "needs": ["a"], "args": {"name": "b"}},
+                    },
+                }
+            )
+            record = orchestra.wait(run_id)
+            assert record.status is RunStatus.SUCCEEDED
+            assert orchestra.effects() == {"a": 1, "b": 1}
+        finally:
+            orchestra.close()
+    finally:
+        sentinel.kill()
+        sentinel.wait(10)
+        os.environ.pop("ORCH_STORE_URL", None)
+        os.environ.pop("ORCH_KEY_PREFIX", None)
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    openssl(
+        "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"
+    )
+    (directory / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    )
+    return directory / "ca.crt", directory / "server.crt", directory / "server.key"
+
+
+def test_tls_rediss_urls_for_broker_and_store(
+    redis_server: Callable[..., RedisServer], key_prefix: str, tmp_path: Path
+) -> None:
+    ca, cert, key = _certificates(tmp_path)
+    tls_port = free_port()
+    plain = redis_server(
+        "--tls-port",
+        str(tls_port),
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--tls-ca-cert-file",
+        str(ca),
+        "--tls-auth-clients",
+        "no",
+    )
+    url = f"rediss://127.0.0.1:{tls_port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    os.environ["ORCH_STORE_URL"] = plain.url
+    os.environ["ORCH_KEY_PREFIX"] = key_prefix
+    orchestra = Orchestra(
+        plain.url,
+        key_prefix,
+        tmp_path,
+        Redis.from_url(plain.url, decode_responses=True),
+        extra_env={"ORCH_BROKER_URL": url, "ORCH_STORE_URL": url},
+    )
+    try:
+        orchestra.worker(concurrency=2)
+        run_id = orchestra.submit(
+            {
+                "workflow": "tls",
+                "steps": {
+                    "a": {"task": "t.effect", "args": {"name": "a"}},
+                    "b": {"task": "t.effect", "needs": ["a"], "args": {"name": "b"}},
+                },
+            }
+        )
+        assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
+        assert orchestra.effects() == {"a": 1, "b": 1}
+        assert orchestra.app.conf.broker_url.startswith("rediss://")
+    finally:
+        orchestra.close()
+        os.environ.pop("ORCH_STORE_URL", None)
+        os.environ.pop("ORCH_KEY_PREFIX", None)

@@ -1,0 +1,44 @@
+"""Redis clients from URLs: ``redis://``, ``rediss://`` (TLS), ``unix://`` and ``sentinel://``.
+
+``sentinel://`` URLs use kombu's spelling, so one URL serves the broker and the store:
+``sentinel://:password@host1:26379;sentinel://host2:26379/0`` with the master's name in
+``ORCH_SENTINEL_MASTER``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from redis import Redis
+from redis.sentinel import Sentinel
+
+from orchestrator.errors import ConfigurationError
+
+SENTINEL_PORT = 26379
+
+
+def redis_client(url: str, *, sentinel_master: str | None = None) -> Redis:
+    """A client with ``decode_responses=True`` for any URL the settings accept.
+
+    Raises:
+        ConfigurationError: a sentinel URL without a master name, or an unknown scheme.
+    """
+    if url.startswith("sentinel://"):
+        if not sentinel_master:
+            raise ConfigurationError("a sentinel:// URL needs the master's name in ORCH_SENTINEL_MASTER")
+        parts = [urlparse(part) for part in url.split(";")]
+        hosts = [(p.hostname or "localhost", p.port or SENTINEL_PORT) for p in parts]
+        last = parts[-1]
+        db = int(last.path.strip("/") or 0)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            hosts, socket_timeout=5, sentinel_kwargs={"password": last.password}
+        )
+        master: Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            sentinel_master, db=db, password=last.password, decode_responses=True, socket_timeout=30
+        )
+        return master
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return Redis.from_url(url, decode_responses=True, health_check_interval=30)
+    raise ConfigurationError(
+        f"the run store needs a Redis URL (redis://, rediss://, unix://, sentinel://), not {url!r}"
+    )
