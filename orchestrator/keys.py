@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "orch"
-DEAD_LETTER_QUEUE = "orchestrator.dead"
 
 
 @dataclass(frozen=True)
@@ -80,6 +79,15 @@ class Keys:
     def idempotency(self, key: str) -> str:
         """Hash: a step idempotency key's owner, state and recorded output."""
         return f"{self.prefix}:idempotency:{key}"
+
+    # --- poison messages ---
+    def dead_letters(self) -> str:
+        """Hash: dead letter id -> the refused message and why, as JSON."""
+        return f"{self.prefix}:dead-letters"
+
+    def dead_letter_index(self) -> str:
+        """Sorted set: dead letter id scored by when it was refused."""
+        return f"{self.prefix}:dead-letters:index"
 
     # --- liveness ---
     def leases(self) -> str:

@@ -50,3 +50,7 @@ def redis_client(redis_url: str) -> Iterator[Redis]:
     client = Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+# Real-process fixtures (workers, private redis-servers) for every suite that needs them.
+from tests.integration.conftest import orchestra, redis_server  # noqa: E402, F401

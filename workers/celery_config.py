@@ -58,6 +58,7 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
         "task_track_started": True,
         "worker_send_task_events": True,
         "task_send_sent_event": True,
+        "worker_consumer": "workers.consumer:DeadLetterConsumer",
         "enable_utc": True,
         "timezone": "UTC",
     }

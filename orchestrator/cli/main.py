@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from orchestrator.cli import components, definitions, runs
+from orchestrator.cli import components, deadletters, definitions, runs
 from orchestrator.cli.console import err
 from orchestrator.errors import OrchestratorError
 
@@ -23,6 +23,7 @@ app = typer.Typer(
 definitions.register(app)
 runs.register(app)
 components.register(app)
+deadletters.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,73 @@
+"""``dead-letters list | replay | drop``: the messages workers refused (undecodable, unknown task)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from orchestrator.cli.console import err, out
+from orchestrator.cli.wiring import services
+from orchestrator.deadletters import DeadLetterNotFound, DeadLetters
+
+NOT_FOUND = 1
+commands = typer.Typer(help="Messages workers could not run: list, replay or drop them.", no_args_is_help=True)
+
+
+@commands.command("list")
+def list_(
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List dead letters, newest first."""
+    with services() as svc:
+        letters = DeadLetters(svc.store.redis, svc.store.keys).list(limit)
+    if as_json:
+        out.print(json.dumps([letter.model_dump(mode="json") for letter in letters], indent=2), markup=False)
+        return
+    table = Table()
+    for column in ("id", "reason", "task", "queue", "received", "error"):
+        table.add_column(column, overflow="fold")
+    for letter in letters:
+        table.add_row(
+            letter.id,
+            letter.reason,
+            letter.task or "",
+            letter.queue,
+            letter.received_at[:19],
+            escape(letter.error[:100]),
+        )
+    out.print(table)
+
+
+@commands.command()
+def replay(letter_id: str) -> None:
+    """Publish a dead letter back to its queue (after fixing its cause) and forget it."""
+    with services() as svc:
+        try:
+            letter = DeadLetters(svc.store.redis, svc.store.keys).replay(letter_id, svc.app)
+        except DeadLetterNotFound as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(NOT_FOUND) from None
+    out.print(f"replayed {letter.id} to queue {letter.queue}", markup=False)
+
+
+@commands.command()
+def drop(letter_id: str) -> None:
+    """Forget a dead letter."""
+    with services() as svc:
+        letters = DeadLetters(svc.store.redis, svc.store.keys)
+        try:
+            letters.get(letter_id)
+        except DeadLetterNotFound as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            raise typer.Exit(NOT_FOUND) from None
+        letters.remove(letter_id)
+    out.print(f"dropped {letter_id}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(commands, name="dead-letters")
