@@ -22,7 +22,7 @@ from orchestrator.errors import RunStateError, WorkerLost
 from orchestrator.messages import StepMessage
 from orchestrator.params import resolve_params
 from orchestrator.runs import RunRecord, StepError, StepStatus, Trigger
-from orchestrator.store import Completion, NewRun, RedisRunStore, Unit
+from orchestrator.store import Completion, NewRun, RunStore, Unit
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Coordinator:
 
     def __init__(
         self,
-        store: RedisRunStore,
+        store: RunStore,
         dispatcher: Dispatcher,
         *,
         base_policy: Policy | None = None,

@@ -19,7 +19,7 @@ from typing import Any
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
 
-from orchestrator.keys import lease_member
+from orchestrator.store import Unit
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ class StepRequest(Request):  # type: ignore[misc]
         try:
             unit = self._unit()
             if unit is not None:
-                runtime = self.task.runtime
-                runtime.store.redis.zadd(runtime.keys.leases(), {lease_member(*unit): 0}, xx=True)
+                self.task.runtime.store.release_lease(Unit(*unit))
         except Exception:
             log.exception("could not release the lease of %s; it will expire instead", self.id)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -112,12 +113,10 @@ def _call(task: StepTask, runtime: Runtime, name: str, args: dict[str, Any], key
     if key is None:
         return _checked(user_task(**args), name)
     ttl = runtime.settings.worker.result_expires
-    verdict, recorded = runtime.store.begin_side_effect(str(key), unit, task_id, ttl)
+    verdict, recorded = _take_key(runtime, str(key), unit, task_id, ttl)
     if verdict == "done":
         log.info("idempotency key %r already ran: reusing its output", key)
         return recorded
-    if verdict == "busy":
-        raise _KeyBusy(f"idempotency key {key!r} is being run by another live execution")
     try:
         output = _checked(user_task(**args), name)
     except BaseException:
@@ -128,7 +127,21 @@ def _call(task: StepTask, runtime: Runtime, name: str, args: dict[str, Any], key
 
 
 class _KeyBusy(TaskError):
+    """Another live execution kept the idempotency key for longer than two leases."""
+
     retryable = True
+
+
+def _take_key(runtime: Runtime, key: str, unit: Unit, task_id: str, ttl: float) -> tuple[str, Any]:
+    """Take the key, or wait while another live execution runs the same side effect, then reuse its output."""
+    deadline = time.monotonic() + 2 * runtime.settings.worker.lease
+    while True:
+        verdict, recorded = runtime.store.begin_side_effect(key, unit, task_id, ttl)
+        if verdict != "busy":
+            return verdict, recorded
+        if time.monotonic() > deadline:
+            raise _KeyBusy(f"idempotency key {key!r} is held by another live execution; retrying later")
+        time.sleep(0.2)
 
 
 def _checked(output: Any, name: str) -> Any:

@@ -36,7 +36,7 @@ _STYLE = {
 }
 
 
-def _workflow(target: str, svc: Services | None = None) -> Workflow:
+def _workflow(target: str) -> Workflow:
     path = Path(target)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         return load_or_exit(path)
