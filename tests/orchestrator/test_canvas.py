@@ -4,11 +4,7 @@ DAG's transitive closure, holds every step once, and is pure canvas when the DAG
 
 from __future__ import annotations
 
-import random
-import time
-
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from orchestrator.canvas import (
     Canvas,
@@ -25,6 +21,7 @@ from orchestrator.canvas import (
     walk,
 )
 from orchestrator.dag import Dag
+from tests.strategies import dags, series_parallel_dags
 
 PROPERTIES = settings(max_examples=150, deadline=None)
 
@@ -42,73 +39,6 @@ def graph(spec: str) -> Dag:
 
 def tasks(*steps: str) -> tuple[Task, ...]:
     return tuple(Task(s) for s in steps)
-
-
-# --- strategies ---------------------------------------------------------------------------------
-
-
-@st.composite
-def dags(draw: st.DrawFn, max_nodes: int = 200) -> Dag:
-    """Random DAGs: edges only from a lower to a higher index of a random permutation.
-
-    Density from none to dense; edges from anywhere below a step, or only from the few just below
-    it (long paths, many non-series-parallel blocks). Steps are defined in a shuffled order.
-    """
-    n = draw(st.integers(1, max_nodes))
-    degree = draw(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 6.0, 20.0]))
-    window = draw(st.sampled_from([None, 2, 5]))
-    # A seeded generator, not a draw per possible edge (too slow at 200 steps); a byte-string
-    # seed because with an integer one hypothesis drew the smallest size far too often.
-    rnd = random.Random(draw(st.binary(min_size=8, max_size=8)))
-    names = [f"s{k}" for k in rnd.sample(range(n), n)]
-    needs: dict[str, tuple[str, ...]] = {}
-    for j, name in enumerate(names):
-        below = range(j) if window is None else range(max(0, j - window), j)
-        p = min(1.0, degree / len(below)) if below else 0.0
-        needs[name] = tuple(names[i] for i in below if rnd.random() < p)
-    defined = list(needs)
-    rnd.shuffle(defined)
-    return Dag({name: needs[name] for name in defined})
-
-
-@st.composite
-def series_parallel_dags(draw: st.DrawFn, max_nodes: int = 200) -> Dag:
-    """Series-parallel DAGs built by random series and parallel composition.
-
-    ``random`` composes two random parts at a time (shallow, bushy); ``nested`` always composes
-    the part built so far with one more step (nesting as deep as the DAG is large). A series
-    composition A;B makes every sink of A a need of every source of B. Shortcut edges (a need
-    on a step already upstream) are added afterwards: they change no precedence, so the DAG stays
-    series-parallel.
-    """
-    n = draw(st.integers(1, max_nodes))
-    series = draw(st.sampled_from([0.2, 0.5, 0.8]))
-    nested = draw(st.booleans())
-    shortcuts = draw(st.sampled_from([0, 0, 3, 30]))
-    rnd = random.Random(draw(st.binary(min_size=8, max_size=8)))
-    names = [f"s{k}" for k in rnd.sample(range(n), n)]
-    needs: dict[str, set[str]] = {name: set() for name in names}
-    parts = [([name], [name], [name]) for name in names]  # (steps, sources, sinks)
-    while len(parts) > 1:
-        if nested:
-            a, b = parts.pop(), parts.pop()
-        else:
-            a = parts.pop(rnd.randrange(len(parts)))
-            b = parts.pop(rnd.randrange(len(parts)))
-        if rnd.random() < series:
-            for source in b[1]:
-                needs[source].update(a[2])
-            parts.append((a[0] + b[0], a[1], b[2]))
-        else:
-            parts.append((a[0] + b[0], a[1] + b[1], a[2] + b[2]))
-    ancestors = Dag({k: tuple(v) for k, v in needs.items()}).ancestors
-    for _ in range(shortcuts):
-        step = rnd.choice(names)
-        if ancestors[step]:
-            needs[step].add(rnd.choice(sorted(ancestors[step])))
-    defined = list(needs)
-    rnd.shuffle(defined)
-    return Dag({name: tuple(rnd.sample(sorted(needs[name]), len(needs[name]))) for name in defined})
 
 
 def check_shape(tree: Canvas) -> None:
@@ -234,21 +164,18 @@ def nested(depth: int) -> Dag:
 
 def test_deep_nesting_does_not_hit_the_recursion_limit() -> None:
     dag = nested(400)  # 1,201 steps, 800 levels of chain/group; recursion failed from ~300
-    started = time.perf_counter()
     tree = decompose(dag)
     text = render(tree)
-    assert time.perf_counter() - started < 5.0
     assert sorted(steps_of(tree)) == sorted(dag.needs)
     assert not any(isinstance(node, Joins) for node in walk(tree))
     assert text.startswith("chain(x400, chord(group(chain(x399, ")
     assert runtime_joins(tree) == {}
 
 
-def test_a_10000_step_chain_decomposes_in_well_under_a_second() -> None:
+def test_a_10000_step_chain_decomposes_into_one_chain() -> None:
+    # How long it takes is measured in bench/compile.py, not asserted here.
     dag = Dag({f"s{i}": (f"s{i - 1}",) if i else () for i in range(10_000)})
-    started = time.perf_counter()
     tree = decompose(dag)
-    assert time.perf_counter() - started < 1.0
     assert isinstance(tree, Chain) and len(tree.items) == 10_000
 
 

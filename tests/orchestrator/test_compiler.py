@@ -4,7 +4,6 @@ content-addressed, the report describes the canvas; and policy resolves layer by
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +15,7 @@ from orchestrator.compiler import JoinKind, Plan, compile_workflow, definition_h
 from orchestrator.dag import Dag
 from orchestrator.definitions import Backoff, Hook, Policy, RetrySpec, Step, Workflow
 from orchestrator.policy import RetryPolicy, base_policy, resolve
+from tests.strategies import dags, series_parallel_dags
 
 PROPERTIES = settings(max_examples=150, deadline=None)
 
@@ -27,55 +27,6 @@ def workflow(needs: dict[str, tuple[str, ...]], **fields: object) -> Workflow:
 
 DIAMOND = {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c")}
 N_SHAPE = {"a": (), "b": (), "c": ("a",), "d": ("a", "b")}
-
-
-# --- strategies (random DAGs as in test_canvas; test modules do not import each other) -----------
-
-
-@st.composite
-def dags(draw: st.DrawFn, max_nodes: int = 200) -> Dag:
-    """Random DAGs, edges from lower to higher index of a random permutation, varied density."""
-    n = draw(st.integers(1, max_nodes))
-    degree = draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 6.0, 20.0]))
-    window = draw(st.sampled_from([None, 2, 5]))
-    rnd = random.Random(draw(st.binary(min_size=8, max_size=8)))
-    names = [f"s{k}" for k in rnd.sample(range(n), n)]
-    needs: dict[str, tuple[str, ...]] = {}
-    for j, name in enumerate(names):
-        below = range(j) if window is None else range(max(0, j - window), j)
-        p = min(1.0, degree / len(below)) if below else 0.0
-        needs[name] = tuple(names[i] for i in below if rnd.random() < p)
-    defined = list(needs)
-    rnd.shuffle(defined)
-    return Dag({name: needs[name] for name in defined})
-
-
-@st.composite
-def series_parallel_dags(draw: st.DrawFn, max_nodes: int = 200) -> Dag:
-    """Series-parallel DAGs by random series (every sink of A before every source of B) and
-    parallel composition, of random parts or always onto the part built so far (deep nesting)."""
-    n = draw(st.integers(1, max_nodes))
-    series = draw(st.sampled_from([0.2, 0.5, 0.8]))
-    nested = draw(st.booleans())
-    rnd = random.Random(draw(st.binary(min_size=8, max_size=8)))
-    names = [f"s{k}" for k in rnd.sample(range(n), n)]
-    needs: dict[str, list[str]] = {name: [] for name in names}
-    parts = [([name], [name], [name]) for name in names]  # (steps, sources, sinks)
-    while len(parts) > 1:
-        if nested:
-            a, b = parts.pop(), parts.pop()
-        else:
-            a = parts.pop(rnd.randrange(len(parts)))
-            b = parts.pop(rnd.randrange(len(parts)))
-        if rnd.random() < series:
-            for source in b[1]:
-                needs[source].extend(a[2])
-            parts.append((a[0] + b[0], a[1], b[2]))
-        else:
-            parts.append((a[0] + b[0], a[1] + b[1], a[2] + b[2]))
-    defined = list(needs)
-    rnd.shuffle(defined)
-    return Dag({name: tuple(needs[name]) for name in defined})
 
 
 def check_tables(dag: Dag, plan: Plan) -> None:
@@ -197,18 +148,13 @@ def test_report_of_a_runtime_join_with_fan_out() -> None:
     assert analysis.fan_out == ("c",)
 
 
-def test_compiling_10000_steps_takes_well_under_a_second() -> None:
+def test_compiling_10000_steps() -> None:
+    # How long it takes is measured in bench/compile.py, not asserted here.
     rnd = random.Random(7)
     names = [f"s{i}" for i in range(10_000)]
     needs = {n: tuple(rnd.sample(names[max(0, i - 50) : i], min(i, 3))) for i, n in enumerate(names)}
-    flow = workflow(needs)
-    timings = []
-    for _ in range(3):  # best of three: a busy machine should not fail the test
-        started = time.perf_counter()
-        plan = compile_workflow(flow)
-        timings.append(time.perf_counter() - started)
-    assert len(plan.steps) == 10_000
-    assert min(timings) < 1.0, f"compile took {min(timings):.2f}s (bench/compile.py has the figures per shape)"
+    plan = compile_workflow(workflow(needs))
+    assert len(plan.steps) == 10_000 and set(plan.roots) == {"s0"}
 
 
 # --- policy -------------------------------------------------------------------------------------

