@@ -83,7 +83,7 @@ def _table(record: RunRecord) -> Table:
 def _follow(svc: Services, run_id: str, timeout: float | None, show: bool) -> RunRecord:
     deadline = None if timeout is None else time.monotonic() + timeout
     record = svc.coordinator.get(run_id)
-    live = Live(_table(record), console=err, refresh_per_second=8, transient=False) if show else None
+    live = Live(_table(record), console=err, refresh_per_second=8, transient=True) if show else None
     with live or contextlib.nullcontext():
         while not record.status.finished:
             if deadline is not None and time.monotonic() > deadline:
