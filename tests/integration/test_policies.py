@@ -100,3 +100,24 @@ def test_invalid_params_record_nothing(orchestra: Orchestra) -> None:
     with pytest.raises(InvalidParams, match="param 'n' must be integer"):
         orchestra.submit(data, {"n": "five"})
     assert orchestra.store.list_runs() == []
+
+
+def test_idempotency_key_runs_a_side_effect_once_across_runs(orchestra: Orchestra) -> None:
+    orchestra.worker(concurrency=2)
+    data = {
+        "workflow": "idem",
+        "params": {"order": {"type": "string"}},
+        "steps": {
+            "charge": {
+                "task": "t.effect",
+                "idempotency_key": "charge-${params.order}",
+                "args": {"name": "charge", "value": "charged ${params.order}"},
+            },
+        },
+    }
+    first = orchestra.wait(orchestra.submit(data, {"order": "A1"}))
+    second = orchestra.wait(orchestra.submit(data, {"order": "A1"}))
+    third = orchestra.wait(orchestra.submit(data, {"order": "B2"}))
+    assert first.steps["charge"].output == second.steps["charge"].output == "charged A1"
+    assert third.steps["charge"].output == "charged B2"
+    assert orchestra.effects()["charge"] == 2  # A1 once, B2 once

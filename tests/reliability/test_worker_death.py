@@ -1,4 +1,7 @@
-"""A dead worker costs seconds, not the visibility timeout, and repeats no side effect."""
+"""Scenarios 1 and 2: a worker node, or one prefork child, SIGKILLed mid-step.
+
+A dead worker costs seconds, not the visibility timeout, and repeats no side effect.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ def test_worker_node_killed_mid_step_is_recovered_by_another_worker(orchestra: O
     assert record.status is RunStatus.SUCCEEDED
     assert orchestra.effects() == {"before": 1, "long": 1, "after": 1}
     assert record.steps["long"].worker == f"rescuer@{orchestra.prefix}"
+    print(f"\nnode SIGKILL: run finished {recovered_in:.1f}s after the kill")
     assert recovered_in < 30, f"recovery took {recovered_in:.1f}s"  # not the visibility timeout
 
 
@@ -66,25 +70,6 @@ def test_prefork_child_killed_mid_task_is_redelivered_at_once(orchestra: Orchest
     assert orchestra.effects()["long"] == 1  # ...but its side effect happened once
     # Billiard notices the dead child within its 5 s maintenance tick; the lease (3 s here)
     # is released before the requeue, so the redelivery does not wait for it to expire.
-    assert time.monotonic() - killed_at < LEASE + 8
-
-
-def test_idempotency_key_runs_a_side_effect_once_across_runs(orchestra: Orchestra) -> None:
-    orchestra.worker(concurrency=2)
-    data = {
-        "workflow": "idem",
-        "params": {"order": {"type": "string"}},
-        "steps": {
-            "charge": {
-                "task": "t.effect",
-                "idempotency_key": "charge-${params.order}",
-                "args": {"name": "charge", "value": "charged ${params.order}"},
-            },
-        },
-    }
-    first = orchestra.wait(orchestra.submit(data, {"order": "A1"}))
-    second = orchestra.wait(orchestra.submit(data, {"order": "A1"}))
-    third = orchestra.wait(orchestra.submit(data, {"order": "B2"}))
-    assert first.steps["charge"].output == second.steps["charge"].output == "charged A1"
-    assert third.steps["charge"].output == "charged B2"
-    assert orchestra.effects()["charge"] == 2  # A1 once, B2 once
+    recovered_in = time.monotonic() - killed_at
+    print(f"\nprefork child SIGKILL: run finished {recovered_in:.1f}s after the kill")
+    assert recovered_in < LEASE + 8
