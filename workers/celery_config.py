@@ -31,6 +31,7 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
         # deployments (or tests) can share one Redis. Queue "q" is the list keys.queue("q").
         transport["global_keyprefix"] = keys.broker_prefix()
     return {
+        "broker_transport": _transport(broker_url),
         "broker_url": broker_url,
         "result_backend": settings.result_backend or _celery_url(store_url),
         "task_serializer": "json",
@@ -62,6 +63,15 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
         "enable_utc": True,
         "timezone": "UTC",
     }
+
+
+def _transport(broker_url: str) -> str | None:
+    """Our subclass of kombu's Redis transport (see :mod:`workers.transport`), or None for the URL's own."""
+    if broker_url.startswith(("redis://", "rediss://")):
+        return "workers.transport:Transport"
+    if broker_url.startswith("sentinel://"):
+        return "workers.transport:SentinelTransport"
+    return None
 
 
 def _celery_url(redis_url: str) -> str:

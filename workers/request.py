@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
 
@@ -28,7 +29,10 @@ class StepRequest(Request):  # type: ignore[misc]
     """Request class of :data:`orchestrator.messages.STEP_TASK`."""
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
-        if isinstance(getattr(exc_info, "exception", None), WorkerLostError):
+        exc = getattr(exc_info, "exception", None)
+        if isinstance(exc, ExceptionWithTraceback):  # billiard wraps what it reports, the lost worker too
+            exc = exc.exc
+        if isinstance(exc, WorkerLostError):
             self._release_lease()
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
 
