@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -53,6 +53,14 @@ class Claim:
     @property
     def ok(self) -> bool:
         return self.verdict == "ok"
+
+
+class Context(NamedTuple):
+    """What a step's references can name, read from the store: run fields, upstream outputs and statuses."""
+
+    meta: dict[str, str]
+    outputs: dict[str, Any]
+    statuses: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -112,9 +120,17 @@ class RunStore(Protocol):
     ) -> tuple[str, str]: ...
     def item_outputs(self, run_id: str, step: str, count: int) -> list[Any]: ...
     def unit_state(self, unit: Unit) -> dict[str, str]: ...
-    def context(
-        self, run_id: str, outputs: Sequence[str], statuses: Sequence[str]
-    ) -> tuple[dict[str, str], dict[str, Any], dict[str, str]]: ...
+    def context(self, run_id: str, outputs: Sequence[str], statuses: Sequence[str]) -> Context: ...
+    def claim_and_read(
+        self,
+        unit: Unit,
+        task_id: str,
+        attempt: int,
+        worker: str,
+        lease_seconds: float,
+        outputs: Sequence[str],
+        statuses: Sequence[str],
+    ) -> tuple[Claim, Context | None]: ...
     def cancel(self, run_id: str, steps: Sequence[str]) -> tuple[str, list[str]]: ...
     def reset_for_retry(self, plan: Plan, run_id: str) -> tuple[list[str], list[str]]: ...
     def expired_leases(self, now: float, limit: int) -> list[str]: ...
@@ -234,11 +250,38 @@ class RedisRunStore:
 
     def claim(self, unit: Unit, task_id: str, attempt: int, worker: str, lease_seconds: float) -> Claim:
         """Take a unit for one execution; see ``lua/claim.lua`` for the verdicts."""
+        result = self.scripts.claim(**self._claim_call(unit, task_id, attempt, worker, lease_seconds))
+        return Claim(str(result[0]), str(result[1]))
+
+    def claim_and_read(
+        self,
+        unit: Unit,
+        task_id: str,
+        attempt: int,
+        worker: str,
+        lease_seconds: float,
+        outputs: Sequence[str],
+        statuses: Sequence[str],
+    ) -> tuple[Claim, Context | None]:
+        """Claim a unit and read what its references need, in one round trip.
+
+        The reads are queued after the claim on the same connection, so they see the state the
+        claim left; when the claim fails they are simply not used.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        self.scripts.claim(**self._claim_call(unit, task_id, attempt, worker, lease_seconds), client=pipe)
+        self._queue_context(pipe, unit.run_id, outputs, statuses)
+        raw = pipe.execute()
+        claim = Claim(str(raw[0][0]), str(raw[0][1]))
+        if not claim.ok:
+            return claim, None
+        return claim, self._parse_context(unit.run_id, raw[1:], outputs, statuses)
+
+    def _claim_call(self, unit: Unit, task_id: str, attempt: int, worker: str, lease_seconds: float) -> dict[str, Any]:
         now = time.time()
-        unit_key = self._unit_key(unit)
-        result = self.scripts.claim(
-            keys=[self.keys.run(unit.run_id), unit_key, self.keys.leases()],
-            args=[
+        return {
+            "keys": [self.keys.run(unit.run_id), self._unit_key(unit), self.keys.leases()],
+            "args": [
                 task_id,
                 attempt,
                 worker,
@@ -249,8 +292,7 @@ class RedisRunStore:
                 MAX_RECOVERIES,
                 "1" if unit.item is not None else "0",
             ],
-        )
-        return Claim(str(result[0]), str(result[1]))
+        }
 
     def complete(
         self,
@@ -440,24 +482,27 @@ class RedisRunStore:
                         break
         return found
 
-    def context(
-        self, run_id: str, outputs: Sequence[str], statuses: Sequence[str]
-    ) -> tuple[dict[str, str], dict[str, Any], dict[str, str]]:
+    def context(self, run_id: str, outputs: Sequence[str], statuses: Sequence[str]) -> Context:
         """What resolving a step's references needs, in one round trip: run fields, outputs, statuses."""
         pipe = self.redis.pipeline(transaction=False)
+        self._queue_context(pipe, run_id, outputs, statuses)
+        return self._parse_context(run_id, pipe.execute(), outputs, statuses)
+
+    def _queue_context(self, pipe: Pipeline, run_id: str, outputs: Sequence[str], statuses: Sequence[str]) -> None:
         pipe.hmget(self.keys.run(run_id), ["workflow", "params", "created_at"])
         if outputs:
             pipe.mget([self.keys.output(run_id, s) for s in outputs])
         for step in statuses:
             pipe.hget(self.keys.step(run_id, step), "status")
-        raw = pipe.execute()
+
+    def _parse_context(self, run_id: str, raw: list[Any], outputs: Sequence[str], statuses: Sequence[str]) -> Context:
         workflow, params, created = raw[0]
         if workflow is None:
             raise RunNotFound(run_id)
         values = {s: json.loads(v) for s, v in zip(outputs, raw[1], strict=True) if v is not None} if outputs else {}
         states = dict(zip(statuses, raw[1 + bool(outputs) :], strict=True))
         meta = {"workflow": workflow, "params": params or "{}", "created_at": created}
-        return meta, values, {k: v or "pending" for k, v in states.items()}
+        return Context(meta, values, {k: v or "pending" for k, v in states.items()})
 
     # --- idempotency keys ------------------------------------------------------------------
 

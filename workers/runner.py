@@ -25,7 +25,7 @@ from orchestrator.expressions import Expression, ExpressionError, evaluate, pars
 from orchestrator.messages import StepMessage
 from orchestrator.references import parse_template, render
 from orchestrator.runs import StepError, StepStatus
-from orchestrator.store import Unit
+from orchestrator.store import Context, Unit
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,10 @@ def run_step(task: StepTask, run_id: str, plan_id: str, step: str, attempt: int 
     worker = str(task.request.hostname or socket.gethostname())
     plan = runtime.store.load_plan(plan_id)
     unit = Unit(run_id, step, item)
-    claim = runtime.store.claim(unit, task_id, attempt, worker, runtime.settings.worker.lease)
+    outputs, statuses = _references(plan, step)
+    claim, read = runtime.store.claim_and_read(
+        unit, task_id, attempt, worker, runtime.settings.worker.lease, sorted(outputs), sorted(statuses)
+    )
     if claim.verdict == "poison":
         error = StepError(type=WorkerLost.__name__, message=f"the worker running it died {claim.detail} times")
         runtime.coordinator.attempt_failed(plan, message, task_id, error, retryable=False)
@@ -62,9 +65,10 @@ def run_step(task: StepTask, run_id: str, plan_id: str, step: str, attempt: int 
             claim.detail,
         )
         return
+    assert read is not None
     with runtime.leases.hold(unit.member):
         try:
-            _execute(task, runtime, plan, message, task_id)
+            _execute(task, runtime, plan, message, task_id, _context(message, read))
         except SoftTimeLimitExceeded:
             timeout = plan.steps[step].policy.soft_timeout or plan.steps[step].policy.timeout
             error = StepError(type="TimeoutError", message=f"time limit of {timeout:g}s exceeded")
@@ -81,11 +85,12 @@ def run_step(task: StepTask, run_id: str, plan_id: str, step: str, attempt: int 
             log.info("step %s/%s attempt %s failed (%s): %s", run_id, unit.member, attempt, verdict, error.message)
 
 
-def _execute(task: StepTask, runtime: Runtime, plan: Plan, message: StepMessage, task_id: str) -> None:
+def _execute(
+    task: StepTask, runtime: Runtime, plan: Plan, message: StepMessage, task_id: str, context: RunContext
+) -> None:
     store, coordinator = runtime.store, runtime.coordinator
     spec = plan.definition.steps[message.step]
     unit = Unit(message.run_id, message.step, message.item)
-    context = _context(runtime, plan, message)
     if message.item is None and spec.when is not None and not _holds(_expression(spec.when), context):
         coordinator.finish(plan, unit, task_id, StepStatus.SKIPPED)
         return
@@ -152,16 +157,14 @@ def _checked(output: Any, name: str) -> Any:
     return json.loads(text)  # normalise tuples to lists, as every reader will see it
 
 
-def _context(runtime: Runtime, plan: Plan, message: StepMessage) -> RunContext:
-    outputs, statuses = _references(plan, message.step)
-    meta, values, states = runtime.store.context(message.run_id, sorted(outputs), sorted(statuses))
+def _context(message: StepMessage, read: Context) -> RunContext:
     return RunContext(
         run_id=message.run_id,
-        run_date=meta["created_at"][:10],
-        workflow=meta["workflow"],
-        params=json.loads(meta["params"]),
-        outputs=values,
-        statuses=states,
+        run_date=read.meta["created_at"][:10],
+        workflow=read.meta["workflow"],
+        params=json.loads(read.meta["params"]),
+        outputs=read.outputs,
+        statuses=read.statuses,
     )
 
 
