@@ -11,18 +11,23 @@ append-only file, so ``orchestrator status RUN_ID`` after ``run --wait`` still f
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 from orchestrator.errors import ConfigurationError
 
 SOCKET = "redis.sock"
+USERS = "orchestrator:embedded:users"
 START_TIMEOUT = 10.0
 
 
@@ -30,6 +35,20 @@ def embedded_urls(directory: Path) -> tuple[str, str]:
     """``(broker_url, store_url)`` of the embedded server in ``directory`` (it need not run yet)."""
     socket = directory.expanduser().resolve() / SOCKET
     return f"redis+socket://{socket}", f"unix://{socket}"
+
+
+def _running(user: str) -> bool:
+    """Whether the process that registered ``user`` (``pid:token``) is still alive."""
+    pid = user.split(":", 1)[0]
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _server_binary() -> str:
@@ -47,10 +66,11 @@ def _server_binary() -> str:
 
 
 class EmbeddedRedis:
-    """Start (or join) the embedded Redis server; stop it on exit if this process started it.
+    """Start (or join) the embedded Redis server; the last process using it stops it.
 
-    Use as a context manager. A server already running in the directory (another ``orchestrator``
-    process) is reused and left running.
+    Use as a context manager. Each process using the server registers its pid in the server
+    itself (:data:`USERS`); on exit it removes itself, forgets users that died, and shuts the
+    server down when nobody is left, whoever started it.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -59,11 +79,17 @@ class EmbeddedRedis:
         self.process: subprocess.Popen[bytes] | None = None
         self.broker_url, self.store_url = embedded_urls(self.directory)
         self._redis: Redis | None = None
+        self.user = f"{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def _client(self) -> Redis:
         if self._redis is None:
+            # No retries: a shutdown closes the connection, which is the expected answer.
             self._redis = Redis(
-                unix_socket_path=str(self.socket), socket_connect_timeout=1, single_connection_client=True
+                unix_socket_path=str(self.socket),
+                socket_connect_timeout=1,
+                single_connection_client=True,
+                decode_responses=True,
+                retry=Retry(NoBackoff(), 0),
             )
         return self._redis
 
@@ -76,8 +102,12 @@ class EmbeddedRedis:
             return False
 
     def start(self) -> EmbeddedRedis:
-        if self._alive():
-            return self
+        if not self._alive():
+            self._launch()
+        self._client().sadd(USERS, self.user)
+        return self
+
+    def _launch(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         self.process = subprocess.Popen(
@@ -109,28 +139,31 @@ class EmbeddedRedis:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise ConfigurationError(f"the embedded Redis did not start; see {self.directory / 'redis.log'}")
             time.sleep(0.02)
-        return self
 
     def stop(self) -> None:
-        """Stop the server if this process started it and no other process uses it."""
-        if self.process is None:
-            return
+        """Leave the server; shut it down if no live process uses it any more."""
         client = self._client()
         try:
-            if len(client.client_list()) > 1:
-                return  # another orchestrator process is using it: leave it running
+            client.srem(USERS, self.user)
+            users = [str(user) for user in client.smembers(USERS)]
+            gone = [user for user in users if not _running(user)]
+            if gone:
+                client.srem(USERS, *gone)
+            if len(gone) < len(users):
+                return  # another orchestrator process still uses it
+            client.shutdown(nosave=False)  # AOF is fsynced on shutdown
         except (RedisConnectionError, OSError):
-            pass
+            pass  # already gone
         finally:
             client.close()
             self._redis = None
-        self.process.terminate()  # SIGTERM: Redis fsyncs its AOF and exits
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
 
     def __enter__(self) -> EmbeddedRedis:
         return self.start()

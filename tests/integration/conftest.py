@@ -86,6 +86,7 @@ class Orchestra:
     redis: Redis
     workers: list[WorkerProcess] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    worker_app: str = "workers.app"
 
     def __post_init__(self) -> None:
         self.settings = Settings(**self.settings_values())
@@ -132,7 +133,7 @@ class Orchestra:
             "-m",
             "celery",
             "-A",
-            "workers.app",
+            self.worker_app,
             "worker",
             "--hostname",
             f"{name}@{self.prefix}",

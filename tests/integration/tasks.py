@@ -15,7 +15,8 @@ from redis import Redis
 _client: Redis | None = None
 
 
-def _redis() -> Redis:
+def effects_redis() -> Redis:
+    """The Redis the tasks record their side effects in (a plain URL, whatever the store is)."""
     global _client
     if _client is None:
         # Effects go to a plain Redis URL even when the store is reached through Sentinel.
@@ -33,34 +34,34 @@ def effect(name: str, sleep: float = 0.0, value: Any = None) -> Any:
     """Sleep, then record one side effect called ``name`` and return ``value``."""
     if sleep:
         time.sleep(sleep)
-    _redis().incr(_key(name))
-    _redis().rpush(_key("order"), name)
+    effects_redis().incr(_key(name))
+    effects_redis().rpush(_key("order"), name)
     return value if value is not None else name
 
 
 @shared_task(name="t.square")
 def square(x: int) -> int:
-    _redis().incr(_key(f"square-{x}"))
+    effects_redis().incr(_key(f"square-{x}"))
     return x * x
 
 
 @shared_task(name="t.flaky")
 def flaky(name: str, failures: int, error: str = "ConnectionError") -> str:
     """Fail ``failures`` times (counted in Redis) with ``error``, then succeed."""
-    attempt = _redis().incr(_key(f"attempts-{name}"))
-    _redis().rpush(_key(f"times-{name}"), repr(time.time()))
+    attempt = effects_redis().incr(_key(f"attempts-{name}"))
+    effects_redis().rpush(_key(f"times-{name}"), repr(time.time()))
     if attempt <= failures:
         raise {"ConnectionError": ConnectionError, "ValueError": ValueError}[error](f"{name} failed attempt {attempt}")
-    _redis().incr(_key(name))
+    effects_redis().incr(_key(name))
     return name
 
 
 @shared_task(name="t.block")
 def block(name: str, seconds: float = 30.0) -> str:
     """Announce the start, then sleep: the test kills the worker while this runs."""
-    _redis().rpush(_key("started"), name)
+    effects_redis().rpush(_key("started"), name)
     time.sleep(seconds)
-    _redis().incr(_key(name))
+    effects_redis().incr(_key(name))
     return name
 
 
@@ -72,4 +73,4 @@ def items(count: int) -> list[int]:
 @shared_task(name="t.hook")
 def hook(run: dict[str, Any]) -> None:
     """A run hook: records the status the run ended with."""
-    _redis().rpush(_key("hooks"), f"{run['workflow']}:{run['status']}")
+    effects_redis().rpush(_key("hooks"), f"{run['workflow']}:{run['status']}")
