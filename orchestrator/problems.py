@@ -130,10 +130,10 @@ def _message(error: ErrorDetails, loc: Loc) -> tuple[str, bool]:
         hint = _PATTERN_HINTS.get(str(ctx.get("pattern", "")), f"it must match {ctx.get('pattern')}")
         if _is_key_error(error):
             return (
-                f"{dotted(loc[:-1])}: name {value!r} is not valid; {hint}{odd_characters(str(value))}",
+                f"{dotted(loc[:-1])}: name {_short(value, 80)} is not valid; {hint}{odd_characters(str(value))}",
                 True,
             )
-        return f"{where}: {value!r} is not valid; {hint}{odd_characters(str(value))}", False
+        return f"{where}: {_short(value, 80)} is not valid; {hint}{odd_characters(str(value))}", False
     if kind == "too_short" and loc == ("steps",):
         return "steps: a workflow needs at least one step", False
     if kind == "value_error":
@@ -141,7 +141,7 @@ def _message(error: ErrorDetails, loc: Loc) -> tuple[str, bool]:
     if kind in ("enum", "literal_error"):
         expected = str(ctx.get("expected", ""))
         hint = suggest(str(value), re.findall(r"'([^']*)'", expected))
-        return f"{where}: {value!r} is not one of {expected}{hint}", False
+        return f"{where}: {_short(value, 80)} is not one of {expected}{hint}", False
     if kind in ("greater_than_equal", "less_than_equal"):
         bound = f"at least {ctx.get('ge')}" if kind == "greater_than_equal" else f"at most {ctx.get('le')}"
         return f"{where}: must be {bound}, got {_short(value)}{_BOUND_HINTS.get(str(loc[-1]), '')}", False
@@ -173,9 +173,10 @@ def _list_hint(kind: str, value: Any) -> str:
     return ""
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a 2 MiB value must not make a 2 MiB message."""
     text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_key_error(error: ErrorDetails) -> bool:
@@ -189,7 +190,7 @@ def _lower_first(text: str) -> str:
 def _type_name(value: Any) -> str:
     from orchestrator.params import type_name
 
-    return type_name(value) if not isinstance(value, str) else f"string {value!r}"
+    return type_name(value) if not isinstance(value, str) else f"string {_short(value, 80)}"
 
 
 def _fields_at(loc: Loc) -> list[str]:

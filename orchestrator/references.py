@@ -83,39 +83,49 @@ def parse_reference(text: str) -> Reference:
     stripped = text.strip()
     head = _HEAD.match(stripped)
     if not head:
-        raise ReferenceSyntaxError(f"empty or malformed reference ${{{text}}}")
+        raise ReferenceSyntaxError(f"empty or malformed reference ${{{_cut(text)}}}")
     segments: list[PathPart] = [head.group(1)]
     pos = head.end()
     while pos < len(stripped):
         seg = _SEGMENT.match(stripped, pos)
         if not seg:
-            raise ReferenceSyntaxError(f"unexpected {stripped[pos:]!r} in ${{{text}}}; use .field or [index] paths")
+            raise ReferenceSyntaxError(
+                f"unexpected {_cut(stripped[pos:])!r} in ${{{_cut(text)}}}; use .field or [index] paths"
+            )
         segments.append(seg.group(1) if seg.group(1) is not None else int(seg.group(2)))
         pos = seg.end()
     return _classify(segments, stripped)
 
 
+def _cut(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for a message (a reference may be as long as its file)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _classify(segments: list[PathPart], text: str) -> Reference:
     root, rest = segments[0], segments[1:]
+    shown = _cut(text)
     if root == "item":
         return Reference("item", None, None, tuple(rest), text)
     if root == "params":
         if not rest or not isinstance(rest[0], str):
-            raise ReferenceSyntaxError(f"${{{text}}} must name a parameter: ${{params.NAME}}")
+            raise ReferenceSyntaxError(f"${{{shown}}} must name a parameter: ${{params.NAME}}")
         return Reference("params", rest[0], None, tuple(rest[1:]), text)
     if root == "run":
         if len(rest) != 1 or rest[0] not in RUN_FIELDS:
-            raise ReferenceSyntaxError(f"${{{text}}}: run references are {', '.join(RUN_FIELDS)}")
+            raise ReferenceSyntaxError(f"${{{shown}}}: run references are {', '.join(RUN_FIELDS)}")
         return Reference("run", str(rest[0]), None, (), text)
     if root == "steps":
         if len(rest) < 2 or not isinstance(rest[0], str) or rest[1] not in STEP_FIELDS:
             raise ReferenceSyntaxError(
-                f"${{{text}}} must be ${{steps.NAME.output}} (with an optional .path) or ${{steps.NAME.status}}"
+                f"${{{shown}}} must be ${{steps.NAME.output}} (with an optional .path) or ${{steps.NAME.status}}"
             )
         if rest[1] == "status" and len(rest) > 2:
-            raise ReferenceSyntaxError(f"${{{text}}}: a status has no fields")
+            raise ReferenceSyntaxError(f"${{{shown}}}: a status has no fields")
         return Reference("steps", rest[0], str(rest[1]), tuple(rest[2:]), text)
-    raise ReferenceSyntaxError(f"unknown reference root {root!r} in ${{{text}}}; use params, steps, item or run")
+    raise ReferenceSyntaxError(
+        f"unknown reference root {_cut(str(root))!r} in ${{{shown}}}; use params, steps, item or run"
+    )
 
 
 def parse_template(value: str) -> Template:
@@ -134,7 +144,7 @@ def parse_template(value: str) -> Template:
         elif value.startswith("${", i):
             end = value.find("}", i + 2)
             if end < 0:
-                raise ReferenceSyntaxError(f"unclosed '${{' at character {i + 1} of {value!r}")
+                raise ReferenceSyntaxError(f"unclosed '${{' at character {i + 1} of {_cut(value)!r}")
             if literal:
                 parts.append("".join(literal))
                 literal = []

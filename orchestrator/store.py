@@ -26,6 +26,8 @@ from orchestrator.runs import FINISHED_STEP, RunRecord, RunStatus, StepError, St
 from orchestrator.scripts import Scripts
 
 MAX_RECOVERIES = 5
+MAX_REPUBLISH_WAIT = 3600.0
+"""Longest wait before a queued unit whose message may be lost is published once more."""
 SUBMISSION_TTL = 7 * 86400
 FINISHED = tuple(s.value for s in FINISHED_STEP)
 
@@ -550,7 +552,15 @@ class RedisRunStore:
             str(v)
             for v in self.scripts.recover(
                 keys=[self.keys.run(run_id), self._unit_key(unit), self.keys.leases(), self.keys.outbox()],
-                args=[member, now, now + guard_seconds, MAX_RECOVERIES, "1" if item is not None else "0"],
+                args=[
+                    member,
+                    now,
+                    now + guard_seconds,
+                    MAX_RECOVERIES,
+                    "1" if item is not None else "0",
+                    guard_seconds,
+                    MAX_REPUBLISH_WAIT,
+                ],
             )
         )
         if verdict == "none":

@@ -14,12 +14,12 @@ from croniter import croniter
 from pydantic import JsonValue
 
 from orchestrator.dag import Dag
-from orchestrator.definitions import Step, Workflow
+from orchestrator.definitions import ParamType, Policy, Step, Workflow
 from orchestrator.errors import Problem
 from orchestrator.expressions import ExpressionError, parse_expression
 from orchestrator.expressions import references as expression_references
 from orchestrator.params import check_value
-from orchestrator.problems import suggest
+from orchestrator.problems import dotted, suggest
 from orchestrator.references import (
     Reference,
     ReferenceSyntaxError,
@@ -32,6 +32,12 @@ if TYPE_CHECKING:
     from orchestrator.loader import SourceMap
 
 Loc = tuple[str | int, ...]
+
+SUGGESTION_BUDGET = 200_000
+"""How many (unknown name, known name) pairs one file's "did you mean" hints may compare.
+
+Each hint compares a name with every candidate: a file of thousands of steps each needing an
+unknown step would take hours. Past the budget, problems are listed without hints."""
 
 
 class _Checker:
@@ -51,6 +57,18 @@ class _Checker:
         self.unresolved_mask = 0
         # Needs that name no parsed step (unknown, or broken): what lies above them is unknown.
         self.unresolved: frozenset[str] = frozenset()
+        self.budget = SUGGESTION_BUDGET
+        self.hints: dict[tuple[str, int, float], str] = {}
+
+    def suggest(self, word: str, candidates: Collection[str], *, cutoff: float = 0.6) -> str:
+        """:func:`~orchestrator.problems.suggest`, remembered per word and within :data:`SUGGESTION_BUDGET`."""
+        key = (word, id(candidates), cutoff)
+        if key not in self.hints:
+            if len(candidates) > self.budget:
+                return ""
+            self.budget -= len(candidates)
+            self.hints[key] = suggest(word, candidates, cutoff=cutoff)
+        return self.hints[key]
 
     def add(self, loc: Loc, message: str, *, at_key: bool = False) -> None:
         self.problems.append(self.source.problem(loc, message, at_key=at_key))
@@ -68,7 +86,7 @@ class _Checker:
                 elif need in seen:
                     self.add(loc, f"step {name!r} lists {need!r} twice in needs; remove one")
                 elif need not in self.step_names:
-                    hint = suggest(need, self.step_names)
+                    hint = self.suggest(need, self.step_names)
                     self.add(loc, f"step {name!r} needs {need!r}, which is not a step{hint}")
                 seen.add(need)
         self.unresolved = frozenset(d for s in steps.values() for d in s.needs if d not in steps)
@@ -120,6 +138,14 @@ class _Checker:
                 f"'${{steps.NAME.output}}' or '${{params.NAME}}'{_wrap_hint(step.for_each)}",
             )
             return
+        spec = self.workflow.params.get(str(ref.name)) if ref.root == "params" and not ref.path else None
+        if spec is not None and spec.type is not ParamType.ARRAY:
+            self.add(
+                loc,
+                f"step {name!r}: for_each over {ref}, a {spec.type.value} param; for_each needs a list: "
+                "declare the param with type: array",
+            )
+            return
         self._check_reference(name, ref, loc, allow_item=False)
 
     def _references(self, name: str, value: object, loc: Loc) -> Iterator[tuple[Loc, Reference]]:
@@ -137,7 +163,7 @@ class _Checker:
         if ref.root == "item" and not allow_item:
             self.add(loc, f"step {name!r}: {ref} is only defined in the args of a for_each step")
         elif ref.root == "params" and ref.name not in self.param_names:
-            hint = suggest(str(ref.name), self.param_names) or "; declare it under params"
+            hint = self.suggest(str(ref.name), self.param_names) or "; declare it under params"
             self.add(loc, f"step {name!r}: {ref} names no declared param{hint}")
         elif ref.root == "steps":
             self._check_step_reference(name, ref, loc)
@@ -145,7 +171,7 @@ class _Checker:
     def _check_step_reference(self, name: str, ref: Reference, loc: Loc) -> None:
         target = str(ref.name)
         if target not in self.step_names:
-            self.add(loc, f"step {name!r}: {ref} names no step{suggest(target, self.step_names)}")
+            self.add(loc, f"step {name!r}: {ref} names no step{self.suggest(target, self.step_names)}")
             return
         dag = self.dag
         if dag is None:
@@ -174,6 +200,24 @@ class _Checker:
                         f"param {name!r}: {bound} applies to integer and number params only, "
                         f"not {spec.type.value}; remove it",
                     )
+            if spec.minimum is not None and spec.maximum is not None and spec.minimum > spec.maximum:
+                self.add(
+                    ("params", name, "maximum"),
+                    f"param {name!r}: maximum {spec.maximum:g} is less than minimum {spec.minimum:g}, "
+                    "so no value is allowed; swap them",
+                )
+
+    def check_time_limits(self) -> None:
+        policies: list[tuple[Loc, Policy]] = [(("defaults",), self.workflow.defaults)]
+        policies += [(("steps", name), step.policy) for name, step in self.workflow.steps.items()]
+        for loc, policy in policies:
+            for field in ("timeout", "soft_timeout"):
+                if getattr(policy, field) == 0:
+                    self.add(
+                        (*loc, field),
+                        f"{dotted((*loc, field))}: 0s is not a time limit; give a positive duration "
+                        "such as 30s, or leave it out to inherit one",
+                    )
 
     def check_schedules(self) -> None:
         for i, entry in enumerate(self.workflow.schedule):
@@ -183,10 +227,12 @@ class _Checker:
                 self.add(loc, f"{where}: has both `cron` and `every`; keep one of them")
             elif entry.cron is None and entry.every is None:
                 self.add(loc, f"{where}: needs `cron` (such as '0 1 * * *') or `every` (such as 1h)")
+            if entry.every == 0:
+                self.add((*loc, "every"), f"{where}: every 0s would start runs without a pause; give one such as 1h")
             if entry.cron is not None and (problem := cron_problem(entry.cron)):
                 self.add((*loc, "cron"), f"{where}: {problem}")
             if not _is_time_zone(entry.timezone):
-                hint = suggest(entry.timezone, _time_zones()) or "; use an IANA name such as 'Europe/Paris'"
+                hint = self.suggest(entry.timezone, _time_zones()) or "; use an IANA name such as 'Europe/Paris'"
                 self.add((*loc, "timezone"), f"{where}: unknown time zone {entry.timezone!r}{hint}")
             self._check_schedule_params(i, entry.params)
 
@@ -196,7 +242,7 @@ class _Checker:
         for key, value in values.items():
             spec = self.workflow.params.get(key)
             if key not in self.param_names:
-                hint = suggest(key, self.param_names) or "; declare it under params"
+                hint = self.suggest(key, self.param_names) or "; declare it under params"
                 self.add((*loc, key), f"{where}: param {key!r} is not declared{hint}", at_key=True)
             elif spec is not None and (problem := check_value(key, spec, value)):
                 self.add((*loc, key), f"{where}: {problem}")
@@ -216,7 +262,8 @@ class _Checker:
                 named.append(((hook, "task"), spec.task))
         for loc, task in named:
             if task not in known:
-                hint = suggest(task, known, cutoff=0.8) or "; check the name, or list its module in ORCH_TASK_MODULES"
+                hint = self.suggest(task, known, cutoff=0.8)
+                hint = hint or "; check the name, or list its module in ORCH_TASK_MODULES"
                 self.add(loc, f"unknown task {task!r}: no worker module registers it{hint}")
 
 
@@ -248,6 +295,7 @@ def check_workflow(
     checker.check_graph()
     checker.check_steps()
     checker.check_params()
+    checker.check_time_limits()
     checker.check_schedules()
     if tasks is not None:
         checker.check_tasks(tasks)

@@ -19,7 +19,7 @@ from orchestrator.cli.wiring import Services, services
 from orchestrator.definitions import Workflow
 from orchestrator.errors import InvalidParams, OrchestratorError, RunNotFound, WorkflowNotFound
 from orchestrator.inprocess import InProcessWorker
-from orchestrator.params import coerce
+from orchestrator.params import coerce_all
 from orchestrator.registry import WorkflowRegistry
 from orchestrator.runs import RunRecord, RunStatus, Trigger
 
@@ -37,6 +37,9 @@ _STYLE = {
 
 
 def _workflow(target: str) -> Workflow:
+    if not target.strip():
+        err.print("[red]error:[/red] give a workflow file, or the name of a workflow in ORCH_WORKFLOWS_DIR")
+        raise typer.Exit(INVALID)
     path = Path(target)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         return load_or_exit(path)
@@ -46,19 +49,28 @@ def _workflow(target: str) -> Workflow:
     try:
         return registry.get(target)
     except WorkflowNotFound as exc:
+        # A file named after the workflow that does not load: its problems say more than "no workflow".
+        for file, invalid in registry.invalid.items():
+            if file.stem == target:
+                for problem in invalid.problems:
+                    err.print(escape(str(problem)))
+                raise typer.Exit(INVALID) from None
         err.print(f"[red]error:[/red] {escape(str(exc))}")
+        if registry.invalid:
+            err.print(f"{len(registry.invalid)} invalid file(s) skipped there; check them with `orchestrator validate`")
         raise typer.Exit(INVALID) from None
 
 
 def _params(workflow: Workflow, pairs: list[str]) -> dict[str, object]:
-    params: dict[str, object] = {}
+    """``-p KEY=VALUE`` options as typed params; every bad one is reported at once (InvalidParams)."""
+    texts: dict[str, str] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             err.print(f"[red]error:[/red] -p {escape(pair)!r} must be KEY=VALUE")
             raise typer.Exit(INVALID)
-        params[key] = coerce(key, workflow.params.get(key), text)
-    return params
+        texts[key] = text
+    return coerce_all(workflow.params, texts)
 
 
 def _table(record: RunRecord) -> Table:
@@ -120,6 +132,8 @@ def run(
     timeout: Annotated[float | None, typer.Option(help="Stop waiting after S seconds (exit 1).")] = None,
 ) -> None:
     """Submit a run; print its id, or with --wait follow it to the end."""
+    if timeout is not None and not timeout >= 0:  # also refuses NaN, which would wait forever
+        raise typer.BadParameter("must be a number of seconds, 0 or more", param_hint="'--timeout'")
     workflow = _workflow(target)
     try:
         params = _params(workflow, param or [])

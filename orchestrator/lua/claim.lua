@@ -35,7 +35,7 @@ elseif attempt ~= attempts + 1 then
 end
 redis.call('HSET', KEYS[2], 'status', 'running', 'attempts', attempt, 'task_id', ARGV[1],
   'worker', ARGV[3], 'started_at', ARGV[4])
-redis.call('HDEL', KEYS[2], 'finished_at')
+redis.call('HDEL', KEYS[2], 'finished_at', 'republished')
 redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
 if run_status == 'pending' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4])

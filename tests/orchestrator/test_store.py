@@ -132,3 +132,18 @@ def test_recover_requeues_an_orphan_for_the_same_attempt(store: RedisRunStore) -
     assert verdict == "requeue" and message is not None and message.attempt == 1
     assert store.complete(plan, unit, "t1", StepStatus.SUCCEEDED).verdict == "stale"  # the old owner is fenced
     assert store.claim(unit, "t2", 1, "w", 5).ok
+
+
+def test_a_queued_unit_is_published_again_with_a_doubling_wait(store: RedisRunStore) -> None:
+    plan = _plan({"a": {"task": "t"}})
+    run_id = _new_run(store, plan)
+    member = Unit(run_id, "a").member
+    waits = []
+    for _ in range(3):
+        before = time.time()
+        verdict, message, _ = store.recover(member, 10)
+        assert verdict == "requeue" and message is not None and message.attempt == 1
+        waits.append(round(float(store.redis.zscore(store.keys.outbox(), member) or 0) - before))
+    assert waits == [10, 20, 40]  # a backlog gets a few copies, not one per sweep
+    assert store.claim(Unit(run_id, "a"), "t1", 1, "w", 5).ok
+    assert store.unit_state(Unit(run_id, "a")).get("republished") is None
