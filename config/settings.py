@@ -41,6 +41,12 @@ class WorkerSettings(BaseModel):
     result_expires: float = Field(default=7 * 86400.0, gt=0, description="Seconds Celery keeps task results.")
     max_tasks_per_child: int | None = Field(default=None, ge=1)
     max_memory_per_child: int | None = Field(default=None, ge=1, description="KiB.")
+    task_events: bool = Field(
+        default=False,
+        description="Send Celery task events (task-sent/received/started/succeeded), for Flower. Off by "
+        "default: on Redis each is a PUBLISH, and the worker's main process spends about 40% of its time "
+        "sending them (bench/README.md).",
+    )
 
 
 class StepDefaults(BaseModel):

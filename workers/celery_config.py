@@ -57,8 +57,10 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
         "task_default_queue": settings.defaults.queue,
         "task_create_missing_queues": True,
         "task_track_started": True,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Events only for those who watch them (Flower: ORCH_WORKER__TASK_EVENTS=true); `celery
+        # worker -E` and `celery control enable_events` still turn them on at run time.
+        "worker_send_task_events": worker.task_events,
+        "task_send_sent_event": worker.task_events,
         "worker_consumer": "workers.consumer:DeadLetterConsumer",
         "enable_utc": True,
         "timezone": "UTC",
