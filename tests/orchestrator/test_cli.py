@@ -106,3 +106,9 @@ def test_graph_and_plan(cli: CliRunner) -> None:
     assert report["canvas"] == "chain(fetch, chord(group(process, for_each(thumbnails)), publish), report)"
     assert report["critical_path"] == ["fetch", "process", "publish", "report"]
     assert report["largest_message_bytes"] < 1024
+
+
+def test_flower_never_runs_without_basic_auth(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ORCH_FLOWER_BASIC_AUTH", raising=False)
+    code, _, err = invoke(cli, "flower")
+    assert code == 2 and "ORCH_FLOWER_BASIC_AUTH" in err
