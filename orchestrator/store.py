@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, Protocol, cast
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from orchestrator.compiler import Plan
 from orchestrator.errors import RunNotFound
@@ -270,10 +271,21 @@ class RedisRunStore:
         The reads are queued after the claim on the same connection, so they see the state the
         claim left; when the claim fails they are simply not used.
         """
-        pipe = self.redis.pipeline(transaction=False)
-        self.scripts.claim(**self._claim_call(unit, task_id, attempt, worker, lease_seconds), client=pipe)
-        self._queue_context(pipe, unit.run_id, outputs, statuses)
-        raw = pipe.execute()
+        call = self._claim_call(unit, task_id, attempt, worker, lease_seconds)
+
+        def execute() -> list[Any]:
+            # EVALSHA queued by hand: a Script called on a pipeline makes execute() send SCRIPT
+            # EXISTS first, a second round trip on every claim.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.evalsha(self.scripts.claim.sha, len(call["keys"]), *call["keys"], *call["args"])
+            self._queue_context(pipe, unit.run_id, outputs, statuses)
+            return pipe.execute()
+
+        try:
+            raw = execute()
+        except NoScriptError:  # a restarted or flushed server: load it and claim again (nothing ran)
+            self.redis.script_load(self.scripts.claim.script)
+            raw = execute()
         claim = Claim(str(raw[0][0]), str(raw[0][1]))
         if not claim.ok:
             return claim, None

@@ -147,3 +147,13 @@ def test_a_queued_unit_is_published_again_with_a_doubling_wait(store: RedisRunSt
     assert waits == [10, 20, 40]  # a backlog gets a few copies, not one per sweep
     assert store.claim(Unit(run_id, "a"), "t1", 1, "w", 5).ok
     assert store.unit_state(Unit(run_id, "a")).get("republished") is None
+
+
+def test_claim_and_read_reloads_its_script_after_a_flush(store: RedisRunStore) -> None:
+    plan = _plan({"a": {"task": "t"}, "b": {"task": "t", "needs": ["a"], "args": {"x": "${steps.a.output}"}}})
+    run_id = _new_run(store, plan)
+    store.complete(plan, Unit(run_id, "a"), "", StepStatus.SUCCEEDED, output={"n": 1})
+    store.redis.script_flush()  # as after a Redis restart without persistence of scripts
+    claim, read = store.claim_and_read(Unit(run_id, "b"), "t1", 1, "w", 5, ["a"], [])
+    assert claim.ok and read is not None
+    assert read.outputs == {"a": {"n": 1}} and read.meta["workflow"] == "w"
