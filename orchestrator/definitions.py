@@ -10,10 +10,20 @@ cycles, references pointing upstream) live in :mod:`orchestrator.validation`.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
 
 from orchestrator.durations import parse_duration
 
@@ -28,6 +38,18 @@ StepName = Annotated[str, StringConstraints(pattern=STEP_NAME, max_length=200)]
 TaskName = Annotated[str, StringConstraints(pattern=TASK_NAME, max_length=200)]
 QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=200)]
 ErrorType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", max_length=200)]
+
+
+def _json_number(value: Any) -> Any:
+    """Refuse what pydantic's lax floats take: booleans (true is not 1) and strings ("5")."""
+    if isinstance(value, bool | str):
+        kind = "boolean" if isinstance(value, bool) else "string"
+        raise ValueError(f"expected a number, got {kind} {json.dumps(value)}")
+    return value
+
+
+# JSON types, not Python's lax conversions: `version: true` is not version 1, `max_attempts: "3"` not 3.
+Number = Annotated[float, BeforeValidator(_json_number)]
 
 
 class TriggerRule(StrEnum):
@@ -65,8 +87,8 @@ class Param(Model):
     type: ParamType = ParamType.STRING
     default: JsonValue = None
     description: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
+    minimum: Number | None = None
+    maximum: Number | None = None
     enum: tuple[JsonValue, ...] | None = None
 
     @property
@@ -77,11 +99,11 @@ class Param(Model):
 class RetrySpec(Model):
     """Retry settings as written; unset fields inherit from the layer below."""
 
-    max_attempts: Annotated[int, Field(ge=1, le=1000)] | None = None
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
     backoff: Backoff | None = None
     delay: Duration | None = None
     max_delay: Duration | None = None
-    jitter: bool | None = None
+    jitter: StrictBool | None = None
     on: tuple[ErrorType, ...] | None = None
 
 
@@ -136,7 +158,7 @@ class Workflow(Model):
     """A whole workflow definition."""
 
     workflow: WorkflowId
-    version: Annotated[int, Field(ge=0)] | None = None
+    version: Annotated[StrictInt, Field(ge=0)] | None = None
     description: str | None = None
     params: dict[StepName, Param] = Field(default_factory=dict)
     defaults: Policy = Field(default_factory=Policy)

@@ -38,9 +38,9 @@ def parse_duration(value: object) -> float:
             raise ValueError(f"{_shown(value)} is not a duration; {_FORMS}")
     except (OverflowError, InvalidOperation):
         raise ValueError(f"{_shown(value)} is longer than a year; durations are capped at 366d") from None
-    if not math.isfinite(seconds) or seconds < 0:
+    if math.isnan(seconds) or seconds < 0:
         raise ValueError(f"{_shown(value)} is not a duration; it must be a non-negative number of seconds")
-    if seconds > MAX_SECONDS:
+    if seconds > MAX_SECONDS:  # infinity too: "999...9d" is a duration, only far too long
         raise ValueError(f"{_shown(value)} is longer than a year; durations are capped at 366d")
     return seconds
 

@@ -176,7 +176,8 @@ def _unsupported_tag(tag: str) -> str:
 def _key_message(node: Node) -> str:
     if not isinstance(node, ScalarNode):
         return "a key must be a string, not a list or mapping"
-    return f"key {node.value} must be a string; quote it: {json.dumps(node.value)}"
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(node.value))
+    return f"key {_abbreviate(shown)[1:-1]} must be a string; quote it: {json.dumps(node.value)[:80]}"
 
 
 def _short_tag(tag: str) -> str:

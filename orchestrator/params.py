@@ -80,13 +80,16 @@ def json_problem(value: Any) -> str | None:
             if depth >= MAX_DEPTH:
                 return f"lists and objects nest deeper than {MAX_DEPTH} levels"
             if isinstance(item, dict):
-                if bad := next((key for key in item if not isinstance(key, str)), None):
-                    return f"object keys are strings, not {type_name(bad)} {bad!r}"
+                if bad := [key for key in item if not isinstance(key, str)]:
+                    return f"object keys are strings, not {type_name(bad[0])} {bad[0]!r}"
                 stack.extend((child, depth + 1) for child in item.values())
             else:
                 stack.extend((child, depth + 1) for child in item)
         else:
-            return f"a {type(item).__name__} is not a JSON value; use strings, numbers, booleans, null, lists, objects"
+            return (
+                f"a value of type {type(item).__name__} is not JSON; "
+                "use strings, numbers, booleans, null, lists and objects"
+            )
     return None
 
 

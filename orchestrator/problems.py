@@ -79,11 +79,23 @@ def suggest(word: str, candidates: Iterable[str], *, cutoff: float = 0.6) -> str
 
 
 def dotted(loc: Sequence[str | int]) -> str:
-    """``("steps", "fetch", "needs", 0)`` -> ``steps.fetch.needs[0]``."""
+    """``("steps", "fetch", "needs", 0)`` -> ``steps.fetch.needs[0]``.
+
+    A key that is not a plain name is quoted (``args['a b']``): a key may hold anything, a line
+    break too, and a problem is one line.
+    """
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part) or len(part) > 80:
+            text += f"[{_short(part, 80)}]"
+        else:
+            text += f".{part}" if text else part
     return text
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+", re.ASCII)
 
 
 def odd_characters(text: str) -> str:
@@ -123,7 +135,7 @@ def _message(error: ErrorDetails, loc: Loc) -> tuple[str, bool]:
     if kind == "extra_forbidden":
         name = str(loc[-1])
         fields = _fields_at(loc[:-1])
-        return f"{dotted(loc[:-1]) or 'workflow'}: unknown field {name!r}{suggest(name, fields)}", True
+        return f"{dotted(loc[:-1]) or 'workflow'}: unknown field {_short(name, 80)}{suggest(name, fields)}", True
     if kind == "missing":
         return f"{dotted(loc[:-1]) or 'workflow'}: missing required field {loc[-1]!r}", False
     if kind == "string_pattern_mismatch":
@@ -168,7 +180,7 @@ def _pattern(loc: Loc) -> str:
 
 def _list_hint(kind: str, value: Any) -> str:
     # The commonest slip: `needs: fetch` for `needs: [fetch]`.
-    if kind in ("tuple_type", "list_type") and isinstance(value, str):
+    if kind in ("tuple_type", "list_type") and isinstance(value, str) and len(value) <= 80:
         return f"; write it as a list: [{json.dumps(value)}]"
     return ""
 

@@ -24,9 +24,10 @@ Root = Literal["params", "steps", "item", "run"]
 PathPart = str | int
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_-]*"
-_SEGMENT = re.compile(rf"\.({_IDENT})|\[(\d+)\]")
+_SEGMENT = re.compile(rf"\.({_IDENT})|\[([0-9]+)\]")
 _HEAD = re.compile(rf"\s*({_IDENT})")
 RUN_FIELDS = ("id", "date", "workflow")
+MAX_INDEX_DIGITS = 18
 STEP_FIELDS = ("output", "status")
 
 
@@ -90,16 +91,27 @@ def parse_reference(text: str) -> Reference:
         seg = _SEGMENT.match(stripped, pos)
         if not seg:
             raise ReferenceSyntaxError(
-                f"unexpected {_cut(stripped[pos:])!r} in ${{{_cut(text)}}}; use .field or [index] paths"
+                f"unexpected {_shorten(stripped[pos:])!r} in ${{{_cut(text)}}}; use .field or [index] paths"
+            )
+        if seg.group(1) is None and len(seg.group(2)) > MAX_INDEX_DIGITS:
+            # int() would refuse it with a bare ValueError past 4300 digits; no list is that long anyway.
+            raise ReferenceSyntaxError(
+                f"${{{_cut(text)}}}: a list index too long to read; an index is a small number such as [0]"
             )
         segments.append(seg.group(1) if seg.group(1) is not None else int(seg.group(2)))
         pos = seg.end()
     return _classify(segments, stripped)
 
 
-def _cut(text: str, limit: int = 80) -> str:
-    """``text`` cut to ``limit`` characters for a message (a reference may be as long as its file)."""
+def _shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters for a message: a reference may be as long as its file."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """:func:`_shorten`, with line breaks and other unprintable characters escaped as ``repr`` does:
+    for text shown unquoted, since a problem is one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in _shorten(text, limit))
 
 
 def _classify(segments: list[PathPart], text: str) -> Reference:
@@ -124,7 +136,7 @@ def _classify(segments: list[PathPart], text: str) -> Reference:
             raise ReferenceSyntaxError(f"${{{shown}}}: a status has no fields")
         return Reference("steps", rest[0], str(rest[1]), tuple(rest[2:]), text)
     raise ReferenceSyntaxError(
-        f"unknown reference root {_cut(str(root))!r} in ${{{shown}}}; use params, steps, item or run"
+        f"unknown reference root {_shorten(str(root))!r} in ${{{shown}}}; use params, steps, item or run"
     )
 
 
@@ -144,7 +156,7 @@ def parse_template(value: str) -> Template:
         elif value.startswith("${", i):
             end = value.find("}", i + 2)
             if end < 0:
-                raise ReferenceSyntaxError(f"unclosed '${{' at character {i + 1} of {_cut(value)!r}")
+                raise ReferenceSyntaxError(f"unclosed '${{' at character {i + 1} of {_shorten(value)!r}")
             if literal:
                 parts.append("".join(literal))
                 literal = []

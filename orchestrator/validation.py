@@ -58,16 +58,26 @@ class _Checker:
         # Needs that name no parsed step (unknown, or broken): what lies above them is unknown.
         self.unresolved: frozenset[str] = frozenset()
         self.budget = SUGGESTION_BUDGET
-        self.hints: dict[tuple[str, int, float], str] = {}
+        self.hints: dict[tuple[str, str, str], str] = {}
 
-    def suggest(self, word: str, candidates: Collection[str], *, cutoff: float = 0.6) -> str:
-        """:func:`~orchestrator.problems.suggest`, remembered per word and within :data:`SUGGESTION_BUDGET`."""
-        key = (word, id(candidates), cutoff)
+    def suggest(
+        self, kind: str, word: str, candidates: Collection[str], *, cutoff: float = 0.6, besides: str = ""
+    ) -> str:
+        """:func:`~orchestrator.problems.suggest`, remembered per word and within :data:`SUGGESTION_BUDGET`.
+
+        Args:
+            kind: What the candidates are (``steps``, ``params``, ...): the key hints are remembered by.
+            word: The unknown name.
+            candidates: The known names of that kind.
+            cutoff: As for :func:`~orchestrator.problems.suggest`.
+            besides: A candidate never to suggest (a step is not told to need itself).
+        """
+        key = (kind, word, besides)
         if key not in self.hints:
             if len(candidates) > self.budget:
                 return ""
             self.budget -= len(candidates)
-            self.hints[key] = suggest(word, candidates, cutoff=cutoff)
+            self.hints[key] = suggest(word, (c for c in candidates if c != besides), cutoff=cutoff)
         return self.hints[key]
 
     def add(self, loc: Loc, message: str, *, at_key: bool = False) -> None:
@@ -86,7 +96,7 @@ class _Checker:
                 elif need in seen:
                     self.add(loc, f"step {name!r} lists {need!r} twice in needs; remove one")
                 elif need not in self.step_names:
-                    hint = self.suggest(need, self.step_names)
+                    hint = self.suggest("steps", need, self.step_names, besides=name)
                     self.add(loc, f"step {name!r} needs {need!r}, which is not a step{hint}")
                 seen.add(need)
         self.unresolved = frozenset(d for s in steps.values() for d in s.needs if d not in steps)
@@ -142,7 +152,7 @@ class _Checker:
         if spec is not None and spec.type is not ParamType.ARRAY:
             self.add(
                 loc,
-                f"step {name!r}: for_each over {ref}, a {spec.type.value} param; for_each needs a list: "
+                f"step {name!r}: for_each over {_shown(ref)}, a {spec.type.value} param; for_each needs a list: "
                 "declare the param with type: array",
             )
             return
@@ -161,17 +171,18 @@ class _Checker:
 
     def _check_reference(self, name: str, ref: Reference, loc: Loc, *, allow_item: bool) -> None:
         if ref.root == "item" and not allow_item:
-            self.add(loc, f"step {name!r}: {ref} is only defined in the args of a for_each step")
+            self.add(loc, f"step {name!r}: {_shown(ref)} is only defined in the args of a for_each step")
         elif ref.root == "params" and ref.name not in self.param_names:
-            hint = self.suggest(str(ref.name), self.param_names) or "; declare it under params"
-            self.add(loc, f"step {name!r}: {ref} names no declared param{hint}")
+            hint = self.suggest("params", str(ref.name), self.param_names) or "; declare it under params"
+            self.add(loc, f"step {name!r}: {_shown(ref)} names no declared param{hint}")
         elif ref.root == "steps":
             self._check_step_reference(name, ref, loc)
 
     def _check_step_reference(self, name: str, ref: Reference, loc: Loc) -> None:
         target = str(ref.name)
         if target not in self.step_names:
-            self.add(loc, f"step {name!r}: {ref} names no step{self.suggest(target, self.step_names)}")
+            hint = self.suggest("steps", target, self.step_names)
+            self.add(loc, f"step {name!r}: {_shown(ref)} names no step{hint}")
             return
         dag = self.dag
         if dag is None:
@@ -181,7 +192,7 @@ class _Checker:
         if not (target in dag.position and dag.is_ancestor(target, name)) and not upstream & self.unresolved_mask:
             self.add(
                 loc,
-                f"step {name!r}: {ref} refers to {target!r}, which is not upstream of {name!r}; "
+                f"step {name!r}: {_shown(ref)} refers to {target!r}, which is not upstream of {name!r}; "
                 f"add {target!r} to its needs",
             )
 
@@ -232,7 +243,8 @@ class _Checker:
             if entry.cron is not None and (problem := cron_problem(entry.cron)):
                 self.add((*loc, "cron"), f"{where}: {problem}")
             if not _is_time_zone(entry.timezone):
-                hint = self.suggest(entry.timezone, _time_zones()) or "; use an IANA name such as 'Europe/Paris'"
+                hint = self.suggest("zones", entry.timezone, _time_zones())
+                hint = hint or "; use an IANA name such as 'Europe/Paris'"
                 self.add((*loc, "timezone"), f"{where}: unknown time zone {entry.timezone!r}{hint}")
             self._check_schedule_params(i, entry.params)
 
@@ -242,7 +254,7 @@ class _Checker:
         for key, value in values.items():
             spec = self.workflow.params.get(key)
             if key not in self.param_names:
-                hint = self.suggest(key, self.param_names) or "; declare it under params"
+                hint = self.suggest("params", key, self.param_names) or "; declare it under params"
                 self.add((*loc, key), f"{where}: param {key!r} is not declared{hint}", at_key=True)
             elif spec is not None and (problem := check_value(key, spec, value)):
                 self.add((*loc, key), f"{where}: {problem}")
@@ -262,7 +274,7 @@ class _Checker:
                 named.append(((hook, "task"), spec.task))
         for loc, task in named:
             if task not in known:
-                hint = self.suggest(task, known, cutoff=0.8)
+                hint = self.suggest("tasks", task, known, cutoff=0.8)
                 hint = hint or "; check the name, or list its module in ORCH_TASK_MODULES"
                 self.add(loc, f"unknown task {task!r}: no worker module registers it{hint}")
 
@@ -350,6 +362,12 @@ def _reference_error(exc: ValueError) -> str:
     if isinstance(exc, ReferenceSyntaxError):
         return str(exc)
     return "a reference has a list index too long to read; an index is a small number such as [0]"
+
+
+def _shown(ref: Reference) -> str:
+    """A reference for a message: as written, or its start when it is longer than a line should be."""
+    text = str(ref)
+    return text if len(text) <= 80 else text[:76] + "...}"
 
 
 def _wrap_hint(text: str) -> str:

@@ -23,6 +23,7 @@ from orchestrator.context import RunContext, referenced_steps
 from orchestrator.errors import MissingValue, NonSerializableOutput, TaskError, UnknownTask, WorkerLost
 from orchestrator.expressions import Expression, ExpressionError, evaluate, parse_expression
 from orchestrator.messages import StepMessage
+from orchestrator.params import json_problem
 from orchestrator.references import parse_template, render
 from orchestrator.runs import StepError, StepStatus
 from orchestrator.store import Context, Unit
@@ -150,11 +151,20 @@ def _take_key(runtime: Runtime, key: str, unit: Unit, task_id: str, ttl: float) 
 
 
 def _checked(output: Any, name: str) -> Any:
+    """The output as JSON data (tuples become lists), or NonSerializableOutput.
+
+    ``allow_nan=False``: NaN and infinities are not JSON; ``json.dumps`` would write them and every
+    reader downstream would get a value no JSON parser but Python's reads. RecursionError: nesting
+    deeper than the encoder goes. :func:`json_problem`: nesting the run record's serializer refuses
+    (``status --json`` would crash on the stored output).
+    """
     try:
-        text = json.dumps(output)
-    except (TypeError, ValueError) as exc:
+        value = json.loads(json.dumps(output, allow_nan=False))  # normalise tuples to lists, as readers see it
+    except (TypeError, ValueError, RecursionError) as exc:
         raise NonSerializableOutput(f"task {name!r} returned a value that is not JSON: {exc}") from None
-    return json.loads(text)  # normalise tuples to lists, as every reader will see it
+    if (problem := json_problem(value)) is not None:
+        raise NonSerializableOutput(f"task {name!r} returned a value that is not JSON: {problem}")
+    return value
 
 
 def _context(message: StepMessage, read: Context) -> RunContext:

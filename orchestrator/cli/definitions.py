@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from orchestrator.celery_canvas import canvas_bytes, to_celery
 from orchestrator.cli.console import err, out
@@ -27,7 +26,7 @@ def load_or_exit(path: Path) -> Workflow:
         return load_file(path, tasks=known_tasks())
     except InvalidWorkflow as exc:
         for problem in exc.problems:
-            err.print(escape(str(problem)))
+            err.print(str(problem), markup=False, emoji=False)
         raise typer.Exit(INVALID) from None
 
 
@@ -48,10 +47,10 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Workflow files (Y
         except InvalidWorkflow as exc:
             failed = True
             for problem in exc.problems:
-                err.print(escape(str(problem)))
+                err.print(str(problem), markup=False, emoji=False)
             continue
         note = "" if tasks is not None else " (task names not checked: no worker app importable)"
-        out.print(f"{escape(str(path))}: ok, {len(workflow.steps)} steps{note}")
+        out.print(f"{path}: ok, {len(workflow.steps)} steps{note}", markup=False, emoji=False)
     if failed:
         raise typer.Exit(INVALID)
 
@@ -62,7 +61,7 @@ def graph(
 ) -> None:
     """Print the workflow's DAG as a Mermaid or Graphviz diagram."""
     workflow = load_or_exit(file)
-    out.print(render_diagram(workflow, fmt), end="", markup=False)
+    out.print(render_diagram(workflow, fmt), end="", markup=False, emoji=False)
 
 
 def plan(
@@ -87,7 +86,7 @@ def plan(
             }
             for name, s in compiled.steps.items()
         }
-        out.print(json.dumps(data, indent=2), markup=False)
+        out.print(json.dumps(data, indent=2), markup=False, emoji=False)
         return
     out.print(f"workflow      {analysis.workflow} (plan {analysis.plan_id}, {analysis.steps} steps)", markup=False)
     out.print(f"canvas        {analysis.canvas}", markup=False)

@@ -12,6 +12,7 @@ import typer
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.cli.console import err, out
 from orchestrator.cli.definitions import INVALID, known_tasks, load_or_exit
@@ -53,9 +54,9 @@ def _workflow(target: str) -> Workflow:
         for file, invalid in registry.invalid.items():
             if file.stem == target:
                 for problem in invalid.problems:
-                    err.print(escape(str(problem)))
+                    err.print(str(problem), markup=False, emoji=False)
                 raise typer.Exit(INVALID) from None
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}", emoji=False)
         if registry.invalid:
             err.print(f"{len(registry.invalid)} invalid file(s) skipped there; check them with `orchestrator validate`")
         raise typer.Exit(INVALID) from None
@@ -67,7 +68,7 @@ def _params(workflow: Workflow, pairs: list[str]) -> dict[str, object]:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            err.print(f"[red]error:[/red] -p {escape(pair)!r} must be KEY=VALUE")
+            err.print(f"[red]error:[/red] -p {escape(pair)!r} must be KEY=VALUE", emoji=False)
             raise typer.Exit(INVALID)
         texts[key] = text
     return coerce_all(workflow.params, texts)
@@ -87,7 +88,7 @@ def _table(record: RunRecord) -> Table:
             str(step.attempts),
             (step.started_at or "")[11:23],
             (step.finished_at or "")[11:23],
-            escape(detail if len(detail) < 120 else detail[:117] + "..."),
+            Text(detail if len(detail) < 120 else detail[:117] + "..."),  # Text: no markup, no :emoji: codes
         )
     return table
 
@@ -109,7 +110,7 @@ def _follow(svc: Services, run_id: str, timeout: float | None, show: bool) -> Ru
 
 def _finish(record: RunRecord, as_json: bool) -> None:
     if as_json:
-        out.print(record.model_dump_json(indent=2), markup=False)
+        out.print(record.model_dump_json(indent=2), markup=False, emoji=False)
     else:
         out.print(_table(record))
     if not record.status.finished:
@@ -148,7 +149,7 @@ def run(
                 run_id = svc.coordinator.submit(workflow, params, trigger=Trigger.CLI, started_by="cli")
                 if not wait:
                     if as_json:
-                        out.print(json.dumps({"run_id": run_id}), markup=False)
+                        out.print(json.dumps({"run_id": run_id}), markup=False, emoji=False)
                     else:
                         out.print(run_id, markup=False)
                     return
@@ -160,7 +161,7 @@ def run(
             _finish(record, as_json)
     except InvalidParams as exc:
         for problem in exc.problems:
-            err.print(f"[red]error:[/red] {escape(problem)}")
+            err.print(f"[red]error:[/red] {escape(problem)}", emoji=False)
         raise typer.Exit(INVALID) from None
 
 
@@ -174,10 +175,10 @@ def status(
         try:
             record = _follow(svc, run_id, None, show=err.is_terminal) if watch else svc.coordinator.get(run_id)
         except RunNotFound as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            err.print(f"[red]error:[/red] {escape(str(exc))}", emoji=False)
             raise typer.Exit(FAILED) from None
         if as_json:
-            out.print(record.model_dump_json(indent=2), markup=False)
+            out.print(record.model_dump_json(indent=2), markup=False, emoji=False)
         else:
             out.print(_table(record))
 
@@ -192,7 +193,8 @@ def runs(
     with services() as svc:
         found = svc.store.list_runs(workflow, status.value if status else None, limit)
     if as_json:
-        out.print(json.dumps([r.model_dump(mode="json", exclude={"steps"}) for r in found], indent=2), markup=False)
+        listed = [r.model_dump(mode="json", exclude={"steps"}) for r in found]
+        out.print(json.dumps(listed, indent=2), markup=False, emoji=False)
         return
     table = Table()
     for column in ("run id", "workflow", "status", "trigger", "created", "finished"):
@@ -224,10 +226,10 @@ def _act(run_id: str, action: str) -> None:
         try:
             record = svc.coordinator.cancel(run_id) if action == "cancel" else svc.coordinator.retry(run_id)
         except RunNotFound as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            err.print(f"[red]error:[/red] {escape(str(exc))}", emoji=False)
             raise typer.Exit(FAILED) from None
         except OrchestratorError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}")
+            err.print(f"[red]error:[/red] {escape(str(exc))}", emoji=False)
             raise typer.Exit(INVALID) from None
     out.print(f"run {record.run_id}: {record.status.value}", markup=False)
 
