@@ -14,6 +14,6 @@ test:
 	python3 -m pytest -q
 
 bench:
-	python3 bench/compile.py
+	python3 -m bench
 
 all: lint type test

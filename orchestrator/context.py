@@ -64,15 +64,29 @@ class RunContext:
         return RunContext(self.run_id, self.run_date, self.workflow, self.params, self.outputs, self.statuses, item)
 
 
-def referenced_steps(step: Step) -> tuple[set[str], set[str]]:
-    """Steps whose outputs, and steps whose statuses, a step's args/when/key/for_each name."""
+def referenced_steps(step: Step, *, for_each: bool = True) -> tuple[set[str], set[str]]:
+    """Steps whose outputs, and steps whose statuses, a step's args/when/key/for_each name.
+
+    Args:
+        step: The step.
+        for_each: Count the ``for_each`` expression; an item's execution does not evaluate it.
+    """
+    return _split(_references(step, for_each=for_each))
+
+
+def reads_params(step: Step, *, for_each: bool = True) -> bool:
+    """Whether the step's args/when/key (and ``for_each``, if counted) name ``${params...}``."""
+    return any(ref.root == "params" for ref in _references(step, for_each=for_each))
+
+
+def _references(step: Step, *, for_each: bool) -> list[Reference]:
     refs: list[Reference] = [ref for _, ref in find_references(step.args)]
-    for text in (step.idempotency_key, step.for_each):
+    for text in (step.idempotency_key, step.for_each if for_each else None):
         if text is not None:
             refs.extend(parse_template(text).references)
     if step.when is not None:
         refs.extend(expression_references(parse_expression(step.when)))
-    return _split(refs)
+    return refs
 
 
 def _split(refs: Iterable[Reference]) -> tuple[set[str], set[str]]:

@@ -133,6 +133,7 @@ class RunStore(Protocol):
         lease_seconds: float,
         outputs: Sequence[str],
         statuses: Sequence[str],
+        params: bool = True,
     ) -> tuple[Claim, Context | None]: ...
     def cancel(self, run_id: str, steps: Sequence[str]) -> tuple[str, list[str]]: ...
     def reset_for_retry(self, plan: Plan, run_id: str) -> tuple[list[str], list[str]]: ...
@@ -265,11 +266,14 @@ class RedisRunStore:
         lease_seconds: float,
         outputs: Sequence[str],
         statuses: Sequence[str],
+        params: bool = True,
     ) -> tuple[Claim, Context | None]:
         """Claim a unit and read what its references need, in one round trip.
 
         The reads are queued after the claim on the same connection, so they see the state the
-        claim left; when the claim fails they are simply not used.
+        claim left; when the claim fails they are simply not used. With ``params`` False the
+        run's params are not read (``"{}"``): a ``for_each`` item that does not name them would
+        otherwise fetch and parse them once per item, and they may hold the items themselves.
         """
         call = self._claim_call(unit, task_id, attempt, worker, lease_seconds)
 
@@ -278,7 +282,7 @@ class RedisRunStore:
             # EXISTS first, a second round trip on every claim.
             pipe = self.redis.pipeline(transaction=False)
             pipe.evalsha(self.scripts.claim.sha, len(call["keys"]), *call["keys"], *call["args"])
-            self._queue_context(pipe, unit.run_id, outputs, statuses)
+            self._queue_context(pipe, unit.run_id, outputs, statuses, params)
             return pipe.execute()
 
         try:
@@ -289,7 +293,7 @@ class RedisRunStore:
         claim = Claim(str(raw[0][0]), str(raw[0][1]))
         if not claim.ok:
             return claim, None
-        return claim, self._parse_context(unit.run_id, raw[1:], outputs, statuses)
+        return claim, self._parse_context(unit.run_id, raw[1:], outputs, statuses, params)
 
     def _claim_call(self, unit: Unit, task_id: str, attempt: int, worker: str, lease_seconds: float) -> dict[str, Any]:
         now = time.time()
@@ -502,20 +506,25 @@ class RedisRunStore:
         self._queue_context(pipe, run_id, outputs, statuses)
         return self._parse_context(run_id, pipe.execute(), outputs, statuses)
 
-    def _queue_context(self, pipe: Pipeline, run_id: str, outputs: Sequence[str], statuses: Sequence[str]) -> None:
-        pipe.hmget(self.keys.run(run_id), ["workflow", "params", "created_at"])
+    def _queue_context(
+        self, pipe: Pipeline, run_id: str, outputs: Sequence[str], statuses: Sequence[str], params: bool = True
+    ) -> None:
+        pipe.hmget(self.keys.run(run_id), ["workflow", "created_at", *(["params"] if params else [])])
         if outputs:
             pipe.mget([self.keys.output(run_id, s) for s in outputs])
         for step in statuses:
             pipe.hget(self.keys.step(run_id, step), "status")
 
-    def _parse_context(self, run_id: str, raw: list[Any], outputs: Sequence[str], statuses: Sequence[str]) -> Context:
-        workflow, params, created = raw[0]
+    def _parse_context(
+        self, run_id: str, raw: list[Any], outputs: Sequence[str], statuses: Sequence[str], params: bool = True
+    ) -> Context:
+        workflow, created, *rest = raw[0]
+        params_json = rest[0] if params else None
         if workflow is None:
             raise RunNotFound(run_id)
         values = {s: json.loads(v) for s, v in zip(outputs, raw[1], strict=True) if v is not None} if outputs else {}
         states = dict(zip(statuses, raw[1 + bool(outputs) :], strict=True))
-        meta = {"workflow": workflow, "params": params or "{}", "created_at": created}
+        meta = {"workflow": workflow, "params": params_json or "{}", "created_at": created}
         return Context(meta, values, {k: v or "pending" for k, v in states.items()})
 
     # --- idempotency keys ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from orchestrator.compiler import Plan
-from orchestrator.context import RunContext, referenced_steps
+from orchestrator.context import RunContext, reads_params, referenced_steps
 from orchestrator.errors import MissingValue, NonSerializableOutput, TaskError, UnknownTask, WorkerLost
 from orchestrator.expressions import Expression, ExpressionError, evaluate, parse_expression
 from orchestrator.messages import StepMessage
@@ -47,9 +47,9 @@ def run_step(task: StepTask, run_id: str, plan_id: str, step: str, attempt: int 
     worker = str(task.request.hostname or socket.gethostname())
     plan = runtime.store.load_plan(plan_id)
     unit = Unit(run_id, step, item)
-    outputs, statuses = _references(plan, step)
+    outputs, statuses, params = _references(plan, step, item is not None)
     claim, read = runtime.store.claim_and_read(
-        unit, task_id, attempt, worker, runtime.settings.worker.lease, sorted(outputs), sorted(statuses)
+        unit, task_id, attempt, worker, runtime.settings.worker.lease, sorted(outputs), sorted(statuses), params
     )
     if claim.verdict == "poison":
         error = StepError(type=WorkerLost.__name__, message=f"the worker running it died {claim.detail} times")
@@ -178,17 +178,23 @@ def _context(message: StepMessage, read: Context) -> RunContext:
     )
 
 
-_REFERENCES: dict[tuple[str, str], tuple[frozenset[str], frozenset[str]]] = {}
+_REFERENCES: dict[tuple[str, str, bool], tuple[frozenset[str], frozenset[str], bool]] = {}
 
 
-def _references(plan: Plan, step: str) -> tuple[frozenset[str], frozenset[str]]:
-    """Which upstream outputs and statuses a step reads; plans are immutable, so cached by plan id."""
-    key = (plan.plan_id, step)
+def _references(plan: Plan, step: str, item: bool) -> tuple[frozenset[str], frozenset[str], bool]:
+    """Upstream outputs and statuses a step (or one of its items) reads, and whether it reads params.
+
+    An item's execution does not evaluate ``for_each``: reading its source (an upstream output or
+    a param, the whole list) once per item made a fan-out quadratic. Plans are immutable, so the
+    answer is cached by plan id.
+    """
+    key = (plan.plan_id, step, item)
     if key not in _REFERENCES:
         if len(_REFERENCES) > 10_000:
             _REFERENCES.clear()
-        outputs, statuses = referenced_steps(plan.definition.steps[step])
-        _REFERENCES[key] = (frozenset(outputs), frozenset(statuses))
+        definition = plan.definition.steps[step]
+        outputs, statuses = referenced_steps(definition, for_each=not item)
+        _REFERENCES[key] = (frozenset(outputs), frozenset(statuses), reads_params(definition, for_each=not item))
     return _REFERENCES[key]
 
 

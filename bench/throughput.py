@@ -1,0 +1,183 @@
+"""Step throughput: 5,000 no-op steps through our system vs the same 5,000 tasks on plain Celery.
+
+Run from the repository root::
+
+    python3 -m bench.throughput                 # 50 chains of 100 steps, 3 rounds
+    python3 -m bench.throughput --scale 0.2     # 10 chains of 100: a quick run
+
+Shape: ``--chains`` parallel chains of ``--length`` no-op steps (50 x 100 by default). Every step
+but the first of each chain starts because its need ended, so each one pays the whole per-step
+path of a workflow (claim, run, record the outcome and advance the join, publish the dependent),
+and with 50 steps ready at any moment the two pool processes never wait for work: the figure
+is the per-step cost, not latency. (A wide group would measure fan-out dispatch instead; that is
+``bench.fanout``.)
+
+Baselines, on the same private Redis with one worker node of the same pool and concurrency and
+the same reliability settings (``acks_late``, ``reject_on_worker_lost``, prefetch 1):
+
+- ``plain flat``: the 5,000 tasks as independent messages, published in one kombu batch
+  (Celery's fastest way to send them): the most plain Celery can do, and the target's reference;
+- ``plain chains``: the same 50 x 100 shape as ``celery.chain`` (each message carries the rest of
+  its chain).
+
+A plain task increments a counter in Redis (so the benchmark knows when all ran), which our no-op
+does not: the comparison is slightly in plain Celery's favour. Throughput is steps divided by the
+time from the submit call to the end of the last step (from our run record; from the timestamp
+the last plain task wrote). Systems alternate within each round so that load from other
+processes on the machine hits them alike; the reported figure is the median over rounds.
+Target: our throughput is at least 0.8 of plain flat's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from celery import chain
+from rich.table import Table
+
+from bench.processes import Processes
+from bench.report import Target, console, median, ratio, targets_table, write
+from bench.systems import Ours, Plain, timestamp
+
+TARGET = 0.8
+TIMEOUT = 900.0
+
+
+@dataclass
+class Series:
+    """Throughput samples of one system, one per round."""
+
+    name: str
+    seconds: list[float] = field(default_factory=list)
+    steps: int = 0
+
+    @property
+    def per_second(self) -> list[float]:
+        return [self.steps / s for s in self.seconds]
+
+    @property
+    def median(self) -> float:
+        return median(self.per_second)
+
+
+def chains_workflow(chains: int, length: int) -> dict[str, Any]:
+    steps: dict[str, Any] = {}
+    for c in range(chains):
+        for i in range(length):
+            steps[f"c{c}_{i}"] = {"task": "bench.noop", "needs": [f"c{c}_{i - 1}"] if i else []}
+    return {"workflow": f"throughput-{chains}x{length}", "steps": steps}
+
+
+def run_ours(ours: Ours, data: dict[str, Any]) -> float:
+    workflow = ours.workflow(data)  # validation (the loader's job) is outside the clock
+    started = time.time()
+    run_id = ours.coordinator.submit(workflow)
+    record = ours.wait(run_id, TIMEOUT)
+    if record.status.value != "succeeded":
+        raise RuntimeError(f"run {run_id} {record.status.value}")
+    return timestamp(record.finished_at) - started
+
+
+def run_plain_chains(plain: Plain, chains: int, length: int) -> float:
+    count = plain.task("plain.count")
+    key = f"tp:{uuid.uuid4().hex}"
+    total = chains * length
+    canvases = [chain(count.si(key, total) for _ in range(length)) for _ in range(chains)]
+    started = time.time()
+    for canvas in canvases:
+        canvas.apply_async()
+    return plain.wait_count(key, total, TIMEOUT) - started
+
+
+def run_plain_flat(plain: Plain, total: int) -> float:
+    count = plain.task("plain.count")
+    key = f"tp:{uuid.uuid4().hex}"
+    started = time.time()
+    with plain.app.producer_or_acquire() as producer, producer.batch(max_size=1000):
+        for _ in range(total):
+            count.apply_async((key, total), producer=producer)
+    return plain.wait_count(key, total, TIMEOUT) - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--chains", type=int, default=50)
+    parser.add_argument("--length", type=int, default=100)
+    parser.add_argument("--scale", type=float, default=1.0, help="multiplies the number of chains (quick runs: 0.1)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=2, help="prefork processes per worker node")
+    parser.add_argument("--keep", action="store_true", help="keep worker logs")
+    args = parser.parse_args(argv)
+    chains = max(1, round(args.chains * args.scale))
+    total = chains * args.length
+    out = console()
+
+    ours_series = Series("ours", steps=total)
+    flat = Series("plain flat", steps=total)
+    chained = Series("plain chains", steps=total)
+    with Processes(keep=args.keep) as processes:
+        ours, plain = Ours(processes), Plain(processes)
+        ours.worker("ours", args.concurrency, wait=False)
+        plain.worker("plain", args.concurrency, wait=False)
+        for worker in processes.workers:
+            worker.wait_ready()
+        with out.status("warming up..."):  # first tasks of a fresh pool import and connect
+            run_ours(ours, chains_workflow(2, 20))
+            run_plain_chains(plain, 2, 20)
+            run_plain_flat(plain, 40)
+        for n in range(args.rounds):
+            with out.status(f"round {n + 1}/{args.rounds}: ours"):
+                ours_series.seconds.append(run_ours(ours, chains_workflow(chains, args.length)))
+            with out.status(f"round {n + 1}/{args.rounds}: plain flat"):
+                flat.seconds.append(run_plain_flat(plain, total))
+            with out.status(f"round {n + 1}/{args.rounds}: plain chains"):
+                chained.seconds.append(run_plain_chains(plain, chains, args.length))
+        ours.close()
+        plain.close()
+
+    table = Table(
+        title=f"step throughput: {total:,} no-op steps ({chains} chains x {args.length}), "
+        f"1 node x {args.concurrency} prefork, median of {args.rounds} rounds"
+    )
+    for column in ("system", "seconds (each round)", "steps/s", "ours / this"):
+        table.add_column(column, justify="right" if column != "system" else "left")
+    for series in (ours_series, flat, chained):
+        table.add_row(
+            series.name,
+            " ".join(f"{s:.2f}" for s in series.seconds),
+            f"{series.median:,.0f}",
+            ratio(ours_series.median / series.median),
+        )
+    value = ours_series.median / flat.median
+    targets = [Target("step throughput", f"ours / plain flat >= {TARGET}", value, value >= TARGET)]
+    out.print(table)
+    out.print(targets_table(targets))
+    path = write(
+        "throughput",
+        argv if argv is not None else [],
+        {
+            "chains": chains,
+            "length": args.length,
+            "steps": total,
+            "concurrency": args.concurrency,
+            "rounds": args.rounds,
+            "series": [
+                asdict(s) | {"per_second": s.per_second, "median_per_second": s.median}
+                for s in (ours_series, flat, chained)
+            ],
+            "ratios": {"ours/plain_flat": value, "ours/plain_chains": ours_series.median / chained.median},
+        },
+        targets,
+    )
+    out.print(f"written to {path}")
+    return 0 if all(t.met for t in targets) else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
