@@ -37,7 +37,7 @@ from rich.table import Table
 
 from bench.processes import Processes
 from bench.report import Target, console, median, ratio, targets_table, write
-from bench.systems import Ours, Plain, timestamp
+from bench.systems import Ours, Plain, add_common_arguments, start, timestamp
 from orchestrator.messages import StepMessage
 from orchestrator.params import resolve_params
 from orchestrator.runs import Trigger
@@ -127,20 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies --items (quick runs: 0.1)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=2, help="prefork processes per worker node")
-    parser.add_argument("--keep", action="store_true", help="keep worker logs")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     count = max(1, round(args.items * args.scale))
     out = console()
 
     ours_series, group_series, chord_series = Series("ours (for_each)"), Series("celery.group"), Series("celery.chord")
     with Processes(keep=args.keep) as processes:
-        ours, plain = Ours(processes), Plain(processes)
-        ours.worker("ours", args.concurrency, wait=False)
-        plain.worker("plain", args.concurrency, wait=False)
-        for worker in processes.workers:
-            worker.wait_ready()
+        ours, plain = start(processes, args.concurrency)
         with out.status("warming up..."):
             run_ours(ours, 50)
             run_group(plain, 50)

@@ -38,7 +38,7 @@ from rich.table import Table
 
 from bench.processes import Processes
 from bench.report import console, median, ms, percentile, ratio, write
-from bench.systems import Ours, Plain, timestamp
+from bench.systems import Ours, Plain, start, timestamp
 from orchestrator.runs import RunRecord
 
 TIMEOUT = 600.0
@@ -84,10 +84,7 @@ def step_lags(record: RunRecord, needs: dict[str, list[str]]) -> list[float]:
 
 def run_ours(ours: Ours, name: str, needs: dict[str, list[str]]) -> list[float]:
     data = {"workflow": name, "steps": {s: {"task": "bench.noop", "needs": n} for s, n in needs.items()}}
-    run_id = ours.coordinator.submit(ours.workflow(data))
-    record = ours.wait(run_id, TIMEOUT)
-    if record.status.value != "succeeded":
-        raise RuntimeError(f"run {run_id} {record.status.value}")
+    _, record = ours.run(data, TIMEOUT)
     return step_lags(record, needs)
 
 
@@ -117,11 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ours_chain, plain_chain, ours_dags = Lags("ours, chain"), Lags("plain celery.chain"), Lags("ours, random DAGs")
     with Processes(keep=args.keep) as processes:
-        ours, plain = Ours(processes), Plain(processes)
-        ours.worker("ours", args.concurrency, wait=False)
-        plain.worker("plain", args.concurrency, wait=False)
-        for worker in processes.workers:
-            worker.wait_ready()
+        ours, plain = start(processes, args.concurrency)
         with out.status("warming up..."):
             run_ours(ours, "lag-warmup", chain_steps(10))
             run_plain(plain, 10)

@@ -77,12 +77,7 @@ def ours_workflow(kind: str) -> dict[str, Any]:
 
 
 def run_ours(ours: Ours, kind: str) -> float:
-    workflow = ours.workflow(ours_workflow(kind))
-    started = time.time()
-    run_id = ours.coordinator.submit(workflow)
-    record = ours.wait(run_id, TIMEOUT)
-    if record.status.value != "succeeded":
-        raise RuntimeError(f"run {run_id} {record.status.value}")
+    started, record = ours.run(ours_workflow(kind), TIMEOUT)
     return timestamp(record.finished_at) - started
 
 

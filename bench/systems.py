@@ -8,6 +8,7 @@ server. Both use prefork pools of the same size.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import time
@@ -89,6 +90,23 @@ class Ours:
     def workflow(self, data: Mapping[str, Any]) -> Workflow:
         return build_workflow(dict(data))
 
+    def run(self, data: Mapping[str, Any], timeout: float) -> tuple[float, RunRecord]:
+        """Submit a workflow (validated before the clock starts) and wait for it to succeed.
+
+        Returns:
+            When it was submitted (epoch s) and its final record.
+
+        Raises:
+            RuntimeError: the run did not succeed.
+        """
+        workflow = self.workflow(data)
+        started = time.time()
+        run_id = self.coordinator.submit(workflow)
+        record = self.wait(run_id, timeout)
+        if record.status.value != "succeeded":
+            raise RuntimeError(f"run {run_id} {record.status.value}")
+        return started, record
+
     def wait(self, run_id: str, timeout: float, poll: float = 0.02) -> RunRecord:
         """Wait for the run to finish (polling its status field only), then read the whole record."""
         deadline = time.monotonic() + timeout
@@ -168,3 +186,20 @@ class Plain:
                 raise TimeoutError(f"{self.redis.hlen(f'{key}:{kind}')} of {total} {kind} times after {timeout:g}s")
             time.sleep(poll)
         return self.times(key, kind)
+
+
+def start(processes: Processes, concurrency: int) -> tuple[Ours, Plain]:
+    """Our system and plain Celery, one worker node each (same pool and concurrency), both ready."""
+    ours, plain = Ours(processes), Plain(processes)
+    ours.worker("ours", concurrency, wait=False)
+    plain.worker("plain", concurrency, wait=False)
+    for worker in processes.workers:
+        worker.wait_ready()
+    return ours, plain
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, rounds: int = 3) -> None:
+    """``--rounds``, ``--concurrency`` and ``--keep``, which every side-by-side benchmark takes."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--concurrency", type=int, default=2, help="prefork processes per worker node")
+    parser.add_argument("--keep", action="store_true", help="keep worker logs")

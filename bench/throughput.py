@@ -41,7 +41,7 @@ from rich.table import Table
 
 from bench.processes import Processes
 from bench.report import Target, console, median, ratio, targets_table, write
-from bench.systems import Ours, Plain, timestamp
+from bench.systems import Ours, Plain, add_common_arguments, start, timestamp
 
 TARGET = 0.8
 TIMEOUT = 900.0
@@ -73,12 +73,7 @@ def chains_workflow(chains: int, length: int) -> dict[str, Any]:
 
 
 def run_ours(ours: Ours, data: dict[str, Any]) -> float:
-    workflow = ours.workflow(data)  # validation (the loader's job) is outside the clock
-    started = time.time()
-    run_id = ours.coordinator.submit(workflow)
-    record = ours.wait(run_id, TIMEOUT)
-    if record.status.value != "succeeded":
-        raise RuntimeError(f"run {run_id} {record.status.value}")
+    started, record = ours.run(data, TIMEOUT)  # validation (the loader's job) is outside the clock
     return timestamp(record.finished_at) - started
 
 
@@ -108,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chains", type=int, default=50)
     parser.add_argument("--length", type=int, default=100)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the number of chains (quick runs: 0.1)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=2, help="prefork processes per worker node")
-    parser.add_argument("--keep", action="store_true", help="keep worker logs")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     chains = max(1, round(args.chains * args.scale))
     total = chains * args.length
@@ -120,11 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     flat = Series("plain flat", steps=total)
     chained = Series("plain chains", steps=total)
     with Processes(keep=args.keep) as processes:
-        ours, plain = Ours(processes), Plain(processes)
-        ours.worker("ours", args.concurrency, wait=False)
-        plain.worker("plain", args.concurrency, wait=False)
-        for worker in processes.workers:
-            worker.wait_ready()
+        ours, plain = start(processes, args.concurrency)
         with out.status("warming up..."):  # first tasks of a fresh pool import and connect
             run_ours(ours, chains_workflow(2, 20))
             run_plain_chains(plain, 2, 20)
