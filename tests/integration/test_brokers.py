@@ -116,33 +116,11 @@ def test_sentinel_urls_for_broker_and_store(
     sentinel = subprocess.Popen(["redis-server", str(config), "--sentinel"], stdout=subprocess.DEVNULL)
     try:
         url = f"sentinel://127.0.0.1:{sentinel_port}/0"
-        os.environ["ORCH_STORE_URL"] = master.url
-        os.environ["ORCH_KEY_PREFIX"] = key_prefix
         env = {"ORCH_BROKER_URL": url, "ORCH_STORE_URL": url, "ORCH_SENTINEL_MASTER": "main"}
-        orchestra = Orchestra(
-            master.url, key_prefix, tmp_path, Redis.from_url(master.url, decode_responses=True), extra_env=env
-        )
-        try:
-            orchestra.worker(concurrency=2)
-            run_id = orchestra.submit(
-                {
-                    "workflow": "sentinel",
-                    "steps": {
-                        "a": {"task": "t.effect", "args": {"name": "a"}},
-                        "b": {"task": "t.effect", "needs": ["a"], "args": {"name": "b"}},
-                    },
-                }
-            )
-            record = orchestra.wait(run_id)
-            assert record.status is RunStatus.SUCCEEDED
-            assert orchestra.effects() == {"a": 1, "b": 1}
-        finally:
-            orchestra.close()
+        _run_two_steps_through(master.url, key_prefix, tmp_path, env)
     finally:
         sentinel.kill()
         sentinel.wait(10)
-        os.environ.pop("ORCH_STORE_URL", None)
-        os.environ.pop("ORCH_KEY_PREFIX", None)
 
 
 def _certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -208,20 +186,22 @@ def test_tls_rediss_urls_for_broker_and_store(
         "no",
     )
     url = f"rediss://127.0.0.1:{tls_port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
-    os.environ["ORCH_STORE_URL"] = plain.url
+    orchestra = _run_two_steps_through(plain.url, key_prefix, tmp_path, {"ORCH_BROKER_URL": url, "ORCH_STORE_URL": url})
+    assert orchestra.app.conf.broker_url.startswith("rediss://")
+
+
+def _run_two_steps_through(effects_url: str, key_prefix: str, tmp_path: Path, env: dict[str, str]) -> Orchestra:
+    """Run a two-step workflow with broker and store reached as ``env`` says; effects on a plain URL."""
+    os.environ["ORCH_STORE_URL"] = effects_url
     os.environ["ORCH_KEY_PREFIX"] = key_prefix
     orchestra = Orchestra(
-        plain.url,
-        key_prefix,
-        tmp_path,
-        Redis.from_url(plain.url, decode_responses=True),
-        extra_env={"ORCH_BROKER_URL": url, "ORCH_STORE_URL": url},
+        effects_url, key_prefix, tmp_path, Redis.from_url(effects_url, decode_responses=True), extra_env=env
     )
     try:
         orchestra.worker(concurrency=2)
         run_id = orchestra.submit(
             {
-                "workflow": "tls",
+                "workflow": "two-steps",
                 "steps": {
                     "a": {"task": "t.effect", "args": {"name": "a"}},
                     "b": {"task": "t.effect", "needs": ["a"], "args": {"name": "b"}},
@@ -230,7 +210,7 @@ def test_tls_rediss_urls_for_broker_and_store(
         )
         assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
         assert orchestra.effects() == {"a": 1, "b": 1}
-        assert orchestra.app.conf.broker_url.startswith("rediss://")
+        return orchestra
     finally:
         orchestra.close()
         os.environ.pop("ORCH_STORE_URL", None)
