@@ -33,7 +33,6 @@ class FileCase:
         expected: Every printed line, in order; ``{file}`` is the file's path.
         suffix: ``.yaml`` or ``.json``.
         commands: Which commands to run it through (slow cases go through ``run`` only).
-        xfail: Why it fails today (a proposed patch), or None.
     """
 
     id: str
@@ -41,7 +40,6 @@ class FileCase:
     expected: tuple[str, ...]
     suffix: str = ".yaml"
     commands: tuple[str, ...] = ("validate", "run")
-    xfail: str | None = None
 
     def content(self) -> str | bytes:
         return self.text() if callable(self.text) else self.text
