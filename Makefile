@@ -1,19 +1,28 @@
-.PHONY: install lint type test bench all
+# Every target runs in .venv, built from uv.lock by `make install` (the same script CI uses).
+BIN := .venv/bin
+
+.PHONY: install lint type test bench soak latest all
 
 install:
-	python3 -m pip install -e '.[dev]'
+	bash .ci/setup
 
 lint:
-	ruff check .
-	ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 type:
-	mypy orchestrator workers config
+	$(BIN)/mypy orchestrator workers config
 
 test:
-	python3 -m pytest -q
+	$(BIN)/python -m pytest -q
 
 bench:
-	python3 -m bench
+	$(BIN)/python -m bench
+
+# The newest releases of every dependency: refresh uv.lock, rebuild .venv from it, run the whole CI.
+# Commit uv.lock when it passes.
+latest:
+	.ci/.uv/bin/uv lock --upgrade || (bash .ci/setup && .ci/.uv/bin/uv lock --upgrade)
+	bash .ci/run
 
 all: lint type test

@@ -460,7 +460,7 @@ def _partial_workflow(fields: dict[str, Any], steps: dict[str, Any], params: dic
     valid: dict[str, Any] = {"workflow": "invalid", "steps": steps, "params": params}
     for key, value in fields.items():
         info = Workflow.model_fields.get(key)
-        if info is None or key in valid:
+        if info is None or info.annotation is None or key in valid:
             continue
         try:
             valid[key] = TypeAdapter(info.annotation).validate_python(value)
