@@ -38,11 +38,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.canvas import Joins, decompose, walk
-from orchestrator.compiler import compile_workflow, report
-from orchestrator.dag import Dag
-from orchestrator.definitions import Step, Workflow
-from orchestrator.loader import build_workflow
+from orchestrator.analysis.canvas import Joins, decompose, walk
+from orchestrator.definition.graph import Dag
+from orchestrator.definition.loader import build_workflow
+from orchestrator.definition.models import Step, Workflow
+from orchestrator.plan.compiler import compile_workflow, report
 
 RESULTS = Path(__file__).parent / "results" / "compile.json"
 COMPILE_BUDGET = 1.0

@@ -38,10 +38,10 @@ from rich.table import Table
 from bench.processes import Processes
 from bench.report import Target, console, median, ratio, targets_table, write
 from bench.systems import Ours, Plain, add_common_arguments, start, timestamp
-from orchestrator.messages import StepMessage
-from orchestrator.params import resolve_params
-from orchestrator.runs import Trigger
-from orchestrator.store import NewRun, Unit
+from orchestrator.definition.params import resolve_params
+from orchestrator.engine.records import Trigger
+from orchestrator.engine.unit import StepMessage
+from orchestrator.store.redis_store import NewRun, Unit
 
 TIMEOUT = 900.0
 

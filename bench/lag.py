@@ -39,7 +39,7 @@ from rich.table import Table
 from bench.processes import Processes
 from bench.report import console, median, ms, percentile, ratio, write
 from bench.systems import Ours, Plain, start, timestamp
-from orchestrator.runs import RunRecord
+from orchestrator.engine.records import RunRecord
 
 TIMEOUT = 600.0
 

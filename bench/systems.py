@@ -21,15 +21,15 @@ from redis import Redis
 
 from bench.processes import Processes, Worker
 from config import Settings
-from orchestrator.connections import redis_client
-from orchestrator.coordinator import Coordinator
-from orchestrator.definitions import Workflow
-from orchestrator.dispatch import CeleryDispatcher
-from orchestrator.keys import Keys
-from orchestrator.loader import build_workflow
-from orchestrator.policy import base_policy
-from orchestrator.runs import RunRecord
-from orchestrator.store import RedisRunStore
+from orchestrator.broker.dispatch import CeleryDispatcher
+from orchestrator.definition.loader import build_workflow
+from orchestrator.definition.models import Workflow
+from orchestrator.engine.coordinator import Coordinator
+from orchestrator.engine.records import RunRecord
+from orchestrator.plan.policy import base_policy
+from orchestrator.store.connections import redis_client
+from orchestrator.store.keys import Keys
+from orchestrator.store.redis_store import RedisRunStore
 
 OURS_DB = 0
 PLAIN_DB = 1  # broker and recorded timestamps

@@ -6,7 +6,7 @@ import random
 
 from hypothesis import strategies as st
 
-from orchestrator.dag import Dag
+from orchestrator.definition.graph import Dag
 
 
 @st.composite

@@ -2,7 +2,7 @@
 
 :func:`create_app` is the factory; the module-level :data:`app` is built from the environment's
 settings. With no broker configured, the app points at the embedded Redis that ``orchestrator
-run`` / ``orchestrator dev`` start (see :mod:`orchestrator.embedded`).
+run`` / ``orchestrator dev`` start (see :mod:`orchestrator.dev.embedded`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import logging
 from celery import Celery
 
 from config import Settings, get_settings
-from orchestrator.embedded import embedded_urls
-from orchestrator.messages import STEP_TASK
-from orchestrator.registry import WorkflowRegistry
-from orchestrator.schedules import beat_entries
+from orchestrator.definition.registry import WorkflowRegistry
+from orchestrator.dev.embedded import embedded_urls
+from orchestrator.engine.unit import STEP_TASK
+from orchestrator.triggers.schedules import beat_entries
 from workers import builtin, triggers
 from workers.celery_config import celery_config
 from workers.request import StepRequest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from config import Settings
-from orchestrator.keys import Keys
+from orchestrator.store.keys import Keys
 
 
 def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[str, Any]:

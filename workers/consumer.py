@@ -7,8 +7,8 @@ from typing import Any
 
 from celery.worker.consumer.consumer import Consumer
 
-from orchestrator.deadletters import DeadLetters
-from orchestrator.messages import STEP_TASK
+from orchestrator.engine.unit import STEP_TASK
+from orchestrator.store.dead_letters import DeadLetters
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 from redis import Redis
 
-from orchestrator.keys import Keys
+from orchestrator.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

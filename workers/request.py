@@ -20,13 +20,13 @@ from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
 
-from orchestrator.store import Unit
+from orchestrator.store.redis_store import Unit
 
 log = logging.getLogger(__name__)
 
 
 class StepRequest(Request):  # type: ignore[misc]
-    """Request class of :data:`orchestrator.messages.STEP_TASK`."""
+    """Request class of :data:`orchestrator.engine.unit.STEP_TASK`."""
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
         exc = getattr(exc_info, "exception", None)

@@ -18,15 +18,15 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from orchestrator.compiler import Plan
-from orchestrator.context import RunContext, reads_params, referenced_steps
+from orchestrator.definition.expressions import Expression, ExpressionError, evaluate, parse_expression
+from orchestrator.definition.params import json_problem
+from orchestrator.definition.references import parse_template, render
+from orchestrator.engine.context import RunContext, reads_params, referenced_steps
+from orchestrator.engine.records import StepError, StepStatus
+from orchestrator.engine.unit import StepMessage
 from orchestrator.errors import MissingValue, NonSerializableOutput, TaskError, UnknownTask, WorkerLost
-from orchestrator.expressions import Expression, ExpressionError, evaluate, parse_expression
-from orchestrator.messages import StepMessage
-from orchestrator.params import json_problem
-from orchestrator.references import parse_template, render
-from orchestrator.runs import StepError, StepStatus
-from orchestrator.store import Context, Unit
+from orchestrator.plan.compiler import Plan
+from orchestrator.store.redis_store import Context, Unit
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class StepTask(Task):  # type: ignore[misc]
 
 
 def run_step(task: StepTask, run_id: str, plan_id: str, step: str, attempt: int = 1, item: int | None = None) -> None:
-    """Body of :data:`orchestrator.messages.STEP_TASK`."""
+    """Body of :data:`orchestrator.engine.unit.STEP_TASK`."""
     runtime = task.runtime
     message = StepMessage(run_id=run_id, plan_id=plan_id, step=step, attempt=attempt, item=item)
     task_id = str(task.request.id)

@@ -7,14 +7,14 @@ from typing import Any
 from celery import Celery
 
 from config import Settings
-from orchestrator.connections import redis_client
-from orchestrator.coordinator import Coordinator
-from orchestrator.dispatch import CeleryDispatcher
-from orchestrator.keys import Keys
-from orchestrator.messages import StepMessage
-from orchestrator.policy import base_policy
-from orchestrator.runs import StepError
-from orchestrator.store import RedisRunStore
+from orchestrator.broker.dispatch import CeleryDispatcher
+from orchestrator.engine.coordinator import Coordinator
+from orchestrator.engine.records import StepError
+from orchestrator.engine.unit import StepMessage
+from orchestrator.plan.policy import base_policy
+from orchestrator.store.connections import redis_client
+from orchestrator.store.keys import Keys
+from orchestrator.store.redis_store import RedisRunStore
 from workers.leases import LeaseKeeper
 
 

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Calls :meth:`orchestrator.coordinator.Coordinator.recover` every ``sweep_interval`` seconds."""
+    """Calls :meth:`orchestrator.engine.coordinator.Coordinator.recover` every ``sweep_interval`` seconds."""
 
     requires = {"celery.worker.components:Timer"}
 

@@ -8,16 +8,16 @@ from typing import Any
 
 from celery import Celery
 
-from orchestrator.registry import WorkflowRegistry
-from orchestrator.runs import Trigger
-from orchestrator.schedules import START_RUN_TASK, current_tick
+from orchestrator.definition.registry import WorkflowRegistry
+from orchestrator.engine.records import Trigger
+from orchestrator.triggers.schedules import START_RUN_TASK, current_tick
 from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
 def register(app: Celery, runtime: Runtime, registry: WorkflowRegistry) -> None:
-    """Register :data:`orchestrator.schedules.START_RUN_TASK` on ``app``."""
+    """Register :data:`orchestrator.triggers.schedules.START_RUN_TASK` on ``app``."""
 
     @app.task(name=START_RUN_TASK, acks_late=True, ignore_result=True, shared=False)
     def start_run(workflow: str, entry: str, params: dict[str, Any]) -> str | None:

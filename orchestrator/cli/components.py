@@ -17,9 +17,9 @@ import typer
 from config import get_settings
 from orchestrator.cli.console import err
 from orchestrator.cli.wiring import services
-from orchestrator.embedded import EmbeddedRedis
-from orchestrator.inprocess import InProcessWorker
-from orchestrator.registry import WorkflowRegistry
+from orchestrator.definition.registry import WorkflowRegistry
+from orchestrator.dev.embedded import EmbeddedRedis
+from orchestrator.dev.inprocess import InProcessWorker
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 

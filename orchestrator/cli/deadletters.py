@@ -11,7 +11,7 @@ from rich.table import Table
 
 from orchestrator.cli.console import err, out
 from orchestrator.cli.wiring import services
-from orchestrator.deadletters import DeadLetterNotFound, DeadLetters
+from orchestrator.store.dead_letters import DeadLetterNotFound, DeadLetters
 
 NOT_FOUND = 1
 commands = typer.Typer(help="Messages workers could not run: list, replay or drop them.", no_args_is_help=True)

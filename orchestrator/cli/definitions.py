@@ -8,14 +8,14 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.celery_canvas import canvas_bytes, to_celery
+from orchestrator.analysis.celery_canvas import canvas_bytes, to_celery
+from orchestrator.analysis.diagram import DiagramFormat
+from orchestrator.analysis.diagram import render as render_diagram
 from orchestrator.cli.console import err, out
-from orchestrator.compiler import compile_workflow, report
-from orchestrator.definitions import Workflow
-from orchestrator.diagram import DiagramFormat
-from orchestrator.diagram import render as render_diagram
+from orchestrator.definition.loader import load_file
+from orchestrator.definition.models import Workflow
 from orchestrator.errors import InvalidWorkflow
-from orchestrator.loader import load_file
+from orchestrator.plan.compiler import compile_workflow, report
 
 INVALID = 2
 

@@ -17,12 +17,12 @@ from rich.text import Text
 from orchestrator.cli.console import err, out
 from orchestrator.cli.definitions import INVALID, known_tasks, load_or_exit
 from orchestrator.cli.wiring import Services, services
-from orchestrator.definitions import Workflow
+from orchestrator.definition.models import Workflow
+from orchestrator.definition.params import coerce_all
+from orchestrator.definition.registry import WorkflowRegistry
+from orchestrator.dev.inprocess import InProcessWorker
+from orchestrator.engine.records import RunRecord, RunStatus, Trigger
 from orchestrator.errors import InvalidParams, OrchestratorError, RunNotFound, WorkflowNotFound
-from orchestrator.inprocess import InProcessWorker
-from orchestrator.params import coerce_all
-from orchestrator.registry import WorkflowRegistry
-from orchestrator.runs import RunRecord, RunStatus, Trigger
 
 FAILED = 1
 _STYLE = {

@@ -16,14 +16,14 @@ from celery import Celery
 from celery.utils.imports import symbol_by_name
 
 from config import Settings, get_settings
-from orchestrator.connections import redis_client
-from orchestrator.coordinator import Coordinator
-from orchestrator.dispatch import CeleryDispatcher
-from orchestrator.embedded import EmbeddedRedis
+from orchestrator.broker.dispatch import CeleryDispatcher
+from orchestrator.dev.embedded import EmbeddedRedis
+from orchestrator.engine.coordinator import Coordinator
 from orchestrator.errors import ConfigurationError
-from orchestrator.keys import Keys
-from orchestrator.policy import base_policy
-from orchestrator.store import RedisRunStore
+from orchestrator.plan.policy import base_policy
+from orchestrator.store.connections import redis_client
+from orchestrator.store.keys import Keys
+from orchestrator.store.redis_store import RedisRunStore
 
 
 def load_app(settings: Settings, broker_url: str | None = None, store_url: str | None = None) -> Celery:

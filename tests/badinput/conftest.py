@@ -20,13 +20,13 @@ from redis import Redis
 from typer.testing import CliRunner
 
 from config import Settings, get_settings
+from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.cli import app
-from orchestrator.connections import redis_client as store_client
-from orchestrator.coordinator import Coordinator
-from orchestrator.dispatch import CeleryDispatcher
-from orchestrator.keys import Keys
-from orchestrator.loader import build_workflow
-from orchestrator.store import RedisRunStore
+from orchestrator.definition.loader import build_workflow
+from orchestrator.engine.coordinator import Coordinator
+from orchestrator.store.connections import redis_client as store_client
+from orchestrator.store.keys import Keys
+from orchestrator.store.redis_store import RedisRunStore
 from tests.integration.conftest import Orchestra
 from workers.app import create_app
 

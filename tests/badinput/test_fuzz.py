@@ -1,6 +1,6 @@
 """hypothesis against the parsers users feed: each raises only its own error, in bounded time.
 
-``tests/orchestrator/test_loader.py`` and ``test_expressions.py`` fuzz with random text and token
+``tests/definition/test_loader.py`` and ``test_expressions.py`` fuzz with random text and token
 soup; the strategies here add structure: whole workflow-shaped documents (YAML and JSON, then
 mutated), nesting around the depth limits, unicode everywhere, references and conditions built
 from the pieces an injection would use, and Python values that are not JSON for params.
@@ -22,14 +22,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from orchestrator.definitions import Param, ParamType
-from orchestrator.durations import MAX_SECONDS, parse_duration
+from orchestrator.definition.durations import MAX_SECONDS, parse_duration
+from orchestrator.definition.expressions import MAX_DEPTH as EXPRESSION_DEPTH
+from orchestrator.definition.expressions import ExpressionError, evaluate, parse_expression
+from orchestrator.definition.loader import MAX_DEPTH, load_text
+from orchestrator.definition.models import Param, ParamType
+from orchestrator.definition.params import coerce_all, json_problem, resolve_params
+from orchestrator.definition.references import ReferenceSyntaxError, parse_reference, parse_template, render
 from orchestrator.errors import InvalidParams, InvalidWorkflow
-from orchestrator.expressions import MAX_DEPTH as EXPRESSION_DEPTH
-from orchestrator.expressions import ExpressionError, evaluate, parse_expression
-from orchestrator.loader import MAX_DEPTH, load_text
-from orchestrator.params import coerce_all, json_problem, resolve_params
-from orchestrator.references import ReferenceSyntaxError, parse_reference, parse_template, render
 
 # BADINPUT_FUZZ_EXAMPLES=5000 for a long hunt; 150 keeps the suite quick.
 FUZZ = settings(

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.keys import Keys
-from orchestrator.loader import build_workflow
-from orchestrator.runs import RunRecord
+from orchestrator.definition.loader import build_workflow
+from orchestrator.engine.records import RunRecord
+from orchestrator.store.keys import Keys
 from tests.badinput.conftest import BadInputOrchestra, changed_keys, runs_own_keys, snapshot
 
 NOT_JSON = "NonSerializableOutput", "task 'bad.returns' returned a value that is not JSON: "

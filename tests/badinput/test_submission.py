@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from config import Settings
-from orchestrator.connections import redis_client
-from orchestrator.coordinator import Coordinator
-from orchestrator.dispatch import CeleryDispatcher
+from orchestrator.broker.dispatch import CeleryDispatcher
+from orchestrator.definition.loader import load_text
+from orchestrator.engine.coordinator import Coordinator
 from orchestrator.errors import InvalidParams, RunNotFound
-from orchestrator.keys import Keys
-from orchestrator.loader import load_text
-from orchestrator.store import RedisRunStore
+from orchestrator.store.connections import redis_client
+from orchestrator.store.keys import Keys
+from orchestrator.store.redis_store import RedisRunStore
 from tests.badinput.cases import SUBMIT_CASES, SubmitCase
 from tests.badinput.conftest import TYPED, Store
 from workers.app import create_app

@@ -22,15 +22,15 @@ import pytest
 from redis import Redis
 
 from config import Settings
-from orchestrator.connections import redis_client
-from orchestrator.coordinator import Coordinator
-from orchestrator.definitions import Workflow
-from orchestrator.dispatch import CeleryDispatcher
-from orchestrator.keys import Keys
-from orchestrator.loader import build_workflow
-from orchestrator.policy import base_policy
-from orchestrator.runs import RunRecord
-from orchestrator.store import RedisRunStore
+from orchestrator.broker.dispatch import CeleryDispatcher
+from orchestrator.definition.loader import build_workflow
+from orchestrator.definition.models import Workflow
+from orchestrator.engine.coordinator import Coordinator
+from orchestrator.engine.records import RunRecord
+from orchestrator.plan.policy import base_policy
+from orchestrator.store.connections import redis_client
+from orchestrator.store.keys import Keys
+from orchestrator.store.redis_store import RedisRunStore
 from workers.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]

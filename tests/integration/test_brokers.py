@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from orchestrator.runs import RunStatus
+from orchestrator.engine.records import RunStatus
 from tests.integration.conftest import ROOT, Orchestra, RedisServer, free_port
 
 pytestmark = pytest.mark.integration

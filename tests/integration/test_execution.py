@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from orchestrator.runs import RunStatus, StepStatus
+from orchestrator.engine.records import RunStatus, StepStatus
 from tests.integration.conftest import Orchestra
 
 pytestmark = pytest.mark.integration

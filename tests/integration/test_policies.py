@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from orchestrator.messages import StepMessage
-from orchestrator.runs import RunStatus, StepStatus
+from orchestrator.engine.records import RunStatus, StepStatus
+from orchestrator.engine.unit import StepMessage
 from tests.integration.conftest import Orchestra
 
 pytestmark = pytest.mark.integration

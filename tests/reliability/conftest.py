@@ -28,7 +28,7 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from orchestrator.runs import RunRecord
+from orchestrator.engine.records import RunRecord
 from tests.integration.conftest import (
     Orchestra,
     WorkerProcess,

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from orchestrator.runs import RunStatus, StepStatus
+from orchestrator.engine.records import RunStatus, StepStatus
 from tests.integration.conftest import RedisServer, WorkerProcess
 from tests.reliability.conftest import Harness, wait_until
 from tests.reliability.proxy import TcpProxy

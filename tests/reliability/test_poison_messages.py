@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from config import get_settings
 from orchestrator.cli import app as cli
-from orchestrator.deadletters import DeadLetters
-from orchestrator.runs import RunStatus
+from orchestrator.engine.records import RunStatus
+from orchestrator.store.dead_letters import DeadLetters
 from tests.integration.conftest import Orchestra
 
 pytestmark = pytest.mark.integration

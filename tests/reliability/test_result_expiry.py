@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from orchestrator.runs import RunStatus
+from orchestrator.engine.records import RunStatus
 from tests.reliability.conftest import Harness, timestamp, wait_until
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from orchestrator.runs import RunRecord, RunStatus
+from orchestrator.engine.records import RunRecord, RunStatus
 from tests.integration.conftest import WorkerProcess
 from tests.reliability.conftest import Harness, wait_until
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
-from orchestrator.runs import RunStatus
+from orchestrator.engine.records import RunStatus
 from tests.reliability.conftest import Harness, dropped, received, received_ids, timestamp
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from orchestrator.runs import RunStatus
+from orchestrator.engine.records import RunStatus
 from tests.integration.conftest import LEASE, Orchestra
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ import pytest
 from redis import Redis
 
 from config import Settings
-from orchestrator.schedules import START_RUN_TASK
-from orchestrator.store import RedisRunStore
+from orchestrator.store.redis_store import RedisRunStore
+from orchestrator.triggers.schedules import START_RUN_TASK
 from workers.app import create_app
 
 

@@ -1,0 +1,176 @@
+"""The workflow definition: frozen pydantic models, the single source of truth past the loader.
+
+Files are parsed by :mod:`orchestrator.definition.loader`; code can build the same models directly::
+
+    Workflow(workflow="hello", steps={"greet": Step(task="demo.echo", args={"text": "hi"})})
+
+These models check shape and types only. Checks across fields (``needs`` naming real steps, no
+cycles, references pointing upstream) live in :mod:`orchestrator.definition.checks`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
+
+from orchestrator.definition.durations import parse_duration
+
+WORKFLOW_ID = r"^[a-z0-9][a-z0-9._-]*$"
+STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+TASK_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]*$"
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds; accepts ``500ms``, ``30s``, ``5m``, ``2h``, ``1d`` or a number."""
+WorkflowId = Annotated[str, StringConstraints(pattern=WORKFLOW_ID, max_length=200)]
+StepName = Annotated[str, StringConstraints(pattern=STEP_NAME, max_length=200)]
+TaskName = Annotated[str, StringConstraints(pattern=TASK_NAME, max_length=200)]
+QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=200)]
+ErrorType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", max_length=200)]
+
+
+def _json_number(value: Any) -> Any:
+    """Refuse what pydantic's lax floats take: booleans (true is not 1) and strings ("5")."""
+    if isinstance(value, bool | str):
+        kind = "boolean" if isinstance(value, bool) else "string"
+        raise ValueError(f"expected a number, got {kind} {json.dumps(value)}")
+    return value
+
+
+# JSON types, not Python's lax conversions: `version: true` is not version 1, `max_attempts: "3"` not 3.
+Number = Annotated[float, BeforeValidator(_json_number)]
+
+
+class TriggerRule(StrEnum):
+    """When a step may start once its needs have ended."""
+
+    ALL_SUCCESS = "all_success"
+    ALL_DONE = "all_done"
+    ONE_FAILED = "one_failed"
+    NONE_FAILED = "none_failed"
+
+
+class Backoff(StrEnum):
+    EXPONENTIAL = "exponential"
+    FIXED = "fixed"
+
+
+class ParamType(StrEnum):
+    STRING = "string"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    ARRAY = "array"
+    OBJECT = "object"
+
+
+class Model(BaseModel):
+    """Base of every definition model: immutable, and unknown fields are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+class Param(Model):
+    """A typed run input. A param without ``default`` is required."""
+
+    type: ParamType = ParamType.STRING
+    default: JsonValue = None
+    description: str | None = None
+    minimum: Number | None = None
+    maximum: Number | None = None
+    enum: tuple[JsonValue, ...] | None = None
+
+    @property
+    def required(self) -> bool:
+        return "default" not in self.model_fields_set
+
+
+class RetrySpec(Model):
+    """Retry settings as written; unset fields inherit from the layer below."""
+
+    max_attempts: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
+    backoff: Backoff | None = None
+    delay: Duration | None = None
+    max_delay: Duration | None = None
+    jitter: StrictBool | None = None
+    on: tuple[ErrorType, ...] | None = None
+
+
+class Policy(Model):
+    """Execution policy; the workflow's ``defaults`` and each step carry one, all fields optional."""
+
+    queue: QueueName | None = None
+    timeout: Duration | None = None
+    soft_timeout: Duration | None = None
+    retry: RetrySpec | None = None
+
+
+class Step(Model):
+    """One node of the workflow DAG."""
+
+    task: TaskName
+    description: str | None = None
+    needs: tuple[StepName, ...] = ()
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    for_each: str | None = None
+    when: str | None = None
+    trigger_rule: TriggerRule = TriggerRule.ALL_SUCCESS
+    idempotency_key: str | None = None
+    queue: QueueName | None = None
+    timeout: Duration | None = None
+    soft_timeout: Duration | None = None
+    retry: RetrySpec | None = None
+
+    @property
+    def policy(self) -> Policy:
+        """The policy fields this step sets itself."""
+        return Policy(queue=self.queue, timeout=self.timeout, soft_timeout=self.soft_timeout, retry=self.retry)
+
+
+class Schedule(Model):
+    """A beat entry: ``cron`` (with ``timezone``) or ``every``, and the params for its runs."""
+
+    cron: str | None = None
+    every: Duration | None = None
+    timezone: str = "UTC"
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Hook(Model):
+    """A task run with the finished run record (``on_success`` / ``on_failure``)."""
+
+    task: TaskName
+    queue: QueueName | None = None
+
+
+class Workflow(Model):
+    """A whole workflow definition."""
+
+    workflow: WorkflowId
+    version: Annotated[StrictInt, Field(ge=0)] | None = None
+    description: str | None = None
+    params: dict[StepName, Param] = Field(default_factory=dict)
+    defaults: Policy = Field(default_factory=Policy)
+    schedule: tuple[Schedule, ...] = ()
+    steps: Annotated[dict[StepName, Step], Field(min_length=1)]
+    on_failure: Hook | None = None
+    on_success: Hook | None = None
+
+    @property
+    def name(self) -> str:
+        return self.workflow
+
+    def dump(self) -> dict[str, Any]:
+        """The definition as plain JSON data, defaults omitted (what a file would say)."""
+        return self.model_dump(mode="json", exclude_defaults=True)

@@ -1,0 +1,51 @@
+"""Workflows known by name: the files in ``ORCH_WORKFLOWS_DIR``."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+
+from orchestrator.definition.loader import load_file
+from orchestrator.definition.models import Workflow
+from orchestrator.definition.problems import suggest
+from orchestrator.errors import InvalidWorkflow, WorkflowNotFound
+
+PATTERNS = ("*.yaml", "*.yml", "*.json")
+
+
+class WorkflowRegistry:
+    """Loads every workflow file of a directory; invalid files are kept aside with their problems.
+
+    Args:
+        directory: Where the files are (None: no registered workflows).
+        tasks: Registered task names, to check ``task:`` names when known.
+    """
+
+    def __init__(self, directory: Path | None, tasks: Collection[str] | None = None) -> None:
+        self.directory = directory
+        self.workflows: dict[str, Workflow] = {}
+        self.files: dict[str, Path] = {}
+        self.invalid: dict[Path, InvalidWorkflow] = {}
+        if directory is None:
+            return
+        for pattern in PATTERNS:
+            for path in sorted(directory.glob(pattern)):
+                try:
+                    workflow = load_file(path, tasks=tasks)
+                except InvalidWorkflow as exc:
+                    self.invalid[path] = exc
+                    continue
+                self.workflows[workflow.workflow] = workflow
+                self.files[workflow.workflow] = path
+
+    def get(self, name: str) -> Workflow:
+        """The workflow called ``name``.
+
+        Raises:
+            WorkflowNotFound: with the closest name, or how to register workflows.
+        """
+        if name in self.workflows:
+            return self.workflows[name]
+        if self.directory is None:
+            raise WorkflowNotFound(f"no workflow {name!r}: give a file path, or set ORCH_WORKFLOWS_DIR")
+        raise WorkflowNotFound(f"no workflow {name!r} in {self.directory}{suggest(name, self.workflows)}")

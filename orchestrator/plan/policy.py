@@ -1,0 +1,89 @@
+"""Execution policy per step: layered lookup and retry backoff.
+
+Lookup is layered like dramatiq's options: the project's settings, then the workflow's
+``defaults``, then the step itself; the first layer that sets a field wins, field by field
+(a step that sets only ``retry.max_attempts`` keeps the workflow's ``delay``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from config import StepDefaults
+from orchestrator.definition.models import Backoff, Model, Policy, RetrySpec
+
+DEFAULT_RETRY_ON = ("ConnectionError", "TimeoutError")
+
+
+class RetryPolicy(Model):
+    """A fully resolved retry policy."""
+
+    max_attempts: int = 1
+    backoff: Backoff = Backoff.EXPONENTIAL
+    delay: float = 1.0
+    max_delay: float = 300.0
+    jitter: bool = True
+    on: tuple[str, ...] = DEFAULT_RETRY_ON
+
+    def delay_for(self, failed_attempt: int, rand: float = 1.0) -> float:
+        """Seconds to wait before the attempt after ``failed_attempt`` (1-based).
+
+        Exponential backoff doubles ``delay`` per attempt (``delay * 2**(n-1)``), capped at
+        ``max_delay``. With jitter, the wait is drawn uniformly from ``[0, capped]`` ("full
+        jitter", which spreads a thundering herd best); ``rand`` is that draw in ``[0, 1]``.
+        """
+        base = self.delay if self.backoff is Backoff.FIXED else self.delay * 2.0 ** (failed_attempt - 1)
+        capped = min(base, self.max_delay)
+        return capped * rand if self.jitter else capped
+
+    def retries(self, error_types: Sequence[str]) -> bool:
+        """Whether an error whose class (or any base class) is named in ``error_types`` is retryable.
+
+        Args:
+            error_types: The error's class names along its MRO, qualified and plain
+                (``["requests.ConnectionError", "ConnectionError", "OSError", ...]``).
+        """
+        return any(name in self.on for name in error_types)
+
+
+class ResolvedPolicy(Model):
+    """Everything a worker needs to run one step: queue, limits and retries."""
+
+    queue: str = "default"
+    timeout: float | None = 3600.0
+    soft_timeout: float | None = None
+    retry: RetryPolicy = RetryPolicy()
+
+
+def resolve(layers: Sequence[Policy | None]) -> ResolvedPolicy:
+    """Merge policies, lowest precedence first, into one :class:`ResolvedPolicy`."""
+    fields: dict[str, object] = {}
+    retry: dict[str, object] = {}
+    for layer in layers:
+        if layer is None:
+            continue
+        fields.update(layer.model_dump(exclude_none=True, exclude={"retry"}))
+        if layer.retry is not None:
+            retry.update(_set_fields(layer.retry))
+    return ResolvedPolicy.model_validate({**fields, "retry": RetryPolicy.model_validate(retry)})
+
+
+def _set_fields(spec: RetrySpec) -> dict[str, object]:
+    return {k: getattr(spec, k) for k in spec.model_fields_set if getattr(spec, k) is not None}
+
+
+def base_policy(defaults: StepDefaults) -> Policy:
+    """The settings layer (``ORCH_DEFAULTS__*``) as a :class:`Policy`."""
+    return Policy(
+        queue=defaults.queue,
+        timeout=defaults.timeout,
+        soft_timeout=defaults.soft_timeout,
+        retry=RetrySpec(
+            max_attempts=defaults.max_attempts,
+            backoff=Backoff(defaults.backoff),
+            delay=defaults.delay,
+            max_delay=defaults.max_delay,
+            jitter=defaults.jitter,
+            on=tuple(defaults.retry_on),
+        ),
+    )
