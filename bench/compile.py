@@ -38,11 +38,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.analysis.canvas import Joins, decompose, walk
+from orchestrator.analysis.canvas import Prime, decompose, walk
+from orchestrator.analysis.report import report
 from orchestrator.definition.graph import Dag
 from orchestrator.definition.loader import build_workflow
 from orchestrator.definition.models import Step, Workflow
-from orchestrator.plan.compiler import compile_workflow, report
+from orchestrator.plan.compiler import compile_workflow
 
 RESULTS = Path(__file__).parent / "results" / "compile.json"
 COMPILE_BUDGET = 1.0
@@ -200,7 +201,7 @@ def measure(shape: str, steps: int, repeat: int, memory: bool, seed: int) -> Res
         steps=len(needs),
         needs=sum(len(ns) for ns in needs.values()),
         runtime_joins=len(analysis.runtime_joins),
-        series_parallel=not any(isinstance(node, Joins) for node in walk(decompose(Dag(needs)))),
+        series_parallel=not any(isinstance(node, Prime) for node in walk(decompose(Dag(needs)))),
         seconds=seconds,
         peak_mib=peaks,
     )

@@ -39,9 +39,10 @@ from bench.processes import Processes
 from bench.report import Target, console, median, ratio, targets_table, write
 from bench.systems import Ours, Plain, add_common_arguments, start, timestamp
 from orchestrator.definition.params import resolve_params
+from orchestrator.engine.context import StepReads
+from orchestrator.engine.ports import NewRun
 from orchestrator.engine.records import Trigger
-from orchestrator.engine.unit import StepMessage
-from orchestrator.store.redis_store import NewRun, Unit
+from orchestrator.engine.unit import StepMessage, Unit
 
 TIMEOUT = 900.0
 
@@ -84,10 +85,12 @@ def run_ours(ours: Ours, count: int) -> Sample:
     plan = coordinator.compile(workflow)
     run_id = uuid.uuid4().hex
     params = resolve_params(workflow.params, {"items": items})
-    store.create_run(NewRun(run_id, plan, params, Trigger.CLI, publish_grace=coordinator.lease_seconds))
-    store.published([Unit(run_id, "each")])  # the root's message is "published": it is this process
+    store.runs.create(NewRun(run_id, plan, params, Trigger.CLI, coordinator.lease_seconds))
+    store.steps.published([Unit(run_id, "each")])  # the root's message is "published": it is this process
     task_id = f"bench-fanout-{run_id}"
-    claim = store.claim(Unit(run_id, "each"), task_id, 1, "fanout@bench", coordinator.lease_seconds)
+    claim, _ = store.steps.claim_and_read(
+        Unit(run_id, "each"), task_id, 1, "fanout@bench", coordinator.lease_seconds, StepReads()
+    )
     if not claim.ok:
         raise RuntimeError(f"could not claim the for_each step: {claim}")
     message = StepMessage(run_id=run_id, plan_id=plan.plan_id, step="each")

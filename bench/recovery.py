@@ -80,7 +80,7 @@ def recover_ours(processes: Processes, concurrency: int, cap: float) -> Recovery
     run_id = ours.coordinator.submit(ours.workflow({"workflow": "recovery", "steps": steps}))
 
     def running_on(worker: Worker) -> bool:
-        record = ours.store.get_run(run_id)
+        record = ours.store.runs.get(run_id)
         return all(s.status.value == "running" and s.worker == worker.hostname for s in record.steps.values())
 
     if not wait_until(lambda: running_on(victim), 60):
@@ -89,7 +89,7 @@ def recover_ours(processes: Processes, concurrency: int, cap: float) -> Recovery
     killed = time.time()
     victim.kill()
     wait_until(lambda: running_on(rescuer), cap, poll=0.1)
-    record = ours.store.get_run(run_id)
+    record = ours.store.runs.get(run_id)
     result.seconds = [
         timestamp(s.started_at) - killed
         for s in record.steps.values()

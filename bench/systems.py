@@ -27,9 +27,9 @@ from orchestrator.definition.models import Workflow
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.records import RunRecord
 from orchestrator.plan.policy import base_policy
+from orchestrator.store import RedisRunStore
 from orchestrator.store.connections import redis_client
 from orchestrator.store.keys import Keys
-from orchestrator.store.redis_store import RedisRunStore
 
 OURS_DB = 0
 PLAIN_DB = 1  # broker and recorded timestamps
@@ -115,7 +115,7 @@ class Ours:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} not finished after {timeout:g}s")
             time.sleep(poll)
-        return self.store.get_run(run_id)
+        return self.store.runs.get(run_id)
 
     def close(self) -> None:
         self.app.close()

@@ -1,21 +1,19 @@
 """Configuration: one pydantic-settings object, environment prefix ``ORCH_``."""
 
 from config.settings import (
-    ApiSettings,
-    LogSettings,
-    SentrySettings,
+    REDIS_SCHEMES,
     Settings,
     StepDefaults,
     WorkerSettings,
     get_settings,
+    url_scheme,
 )
 
 __all__ = [
-    "ApiSettings",
-    "LogSettings",
-    "SentrySettings",
+    "REDIS_SCHEMES",
     "Settings",
     "StepDefaults",
     "WorkerSettings",
     "get_settings",
+    "url_scheme",
 ]

@@ -19,7 +19,14 @@ from pydantic import BaseModel, Field, SecretStr, field_validator, model_validat
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 SECRETS_DIR_ENV = "ORCH_SECRETS_DIR"
-REDIS_SCHEMES = ("redis", "rediss", "redis+socket", "unix", "sentinel")
+REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "unix", "sentinel"})
+"""URL schemes of a Redis server, as redis-py and kombu spell them (the one list of them)."""
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of a URL, lowercase (``""`` when it has none)."""
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep else ""
 
 
 class WorkerSettings(BaseModel):
@@ -63,22 +70,6 @@ class StepDefaults(BaseModel):
     retry_on: list[str] = Field(default_factory=lambda: ["ConnectionError", "TimeoutError"])
 
 
-class ApiSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
-
-
-class SentrySettings(BaseModel):
-    environment: str | None = None
-    traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
-    release: str | None = None
-
-
-class LogSettings(BaseModel):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    json_output: bool = Field(default=False, description="One JSON object per line instead of console output.")
-
-
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`get_settings` and pass it down explicitly."""
 
@@ -113,15 +104,9 @@ class Settings(BaseSettings):
         default="workers.app:create_app",
         description="Import path of the app factory the CLI calls with these settings.",
     )
-    api_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
-    webhook_secret: SecretStr | None = None
-    sentry_dsn: SecretStr | None = None
     flower_basic_auth: SecretStr | None = None
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     defaults: StepDefaults = Field(default_factory=StepDefaults)
-    api: ApiSettings = Field(default_factory=ApiSettings)
-    sentry: SentrySettings = Field(default_factory=SentrySettings)
-    log: LogSettings = Field(default_factory=LogSettings)
 
     @field_validator("task_modules", mode="before")
     @classmethod
@@ -129,19 +114,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
-
-    @field_validator("api_tokens", mode="before")
-    @classmethod
-    def _parse_tokens(cls, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        tokens: dict[str, str] = {}
-        for pair in filter(None, (p.strip() for p in value.split(","))):
-            name, sep, token = pair.partition(":")
-            if not sep or not name or not token:
-                raise ValueError("ORCH_API_TOKENS must be comma-separated name:token pairs (the entry with no ':')")
-            tokens[name] = token
-        return tokens
 
     @field_validator("flower_basic_auth")
     @classmethod
@@ -167,9 +139,9 @@ class Settings(BaseSettings):
         if any(u.startswith("sentinel://") for u in urls) and not self.sentinel_master:
             raise ValueError("sentinel:// URLs need the master's name in ORCH_SENTINEL_MASTER")
         store = self.store_url or self.broker_url
-        if self.broker_url and store and store.split(":", 1)[0] not in REDIS_SCHEMES:
+        if self.broker_url and store and url_scheme(store) not in REDIS_SCHEMES:
             raise ValueError(
-                f"run state needs Redis: ORCH_BROKER_URL is {store.split(':', 1)[0]}://, so set ORCH_STORE_URL "
+                f"run state needs Redis: ORCH_BROKER_URL is {url_scheme(store)}://, so set ORCH_STORE_URL "
                 "to a redis:// URL"
             )
         return self

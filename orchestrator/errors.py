@@ -1,21 +1,42 @@
-"""The one exception tree of the project.
+"""The one exception tree of the project, its exit codes, and the control-flow exceptions.
 
-Every error a user can cause derives from :class:`OrchestratorError`, so callers (the CLI, the
-HTTP API) catch one type and print its message. Messages say what to do, not only what failed.
+Every error a user can cause derives from :class:`OrchestratorError`, so callers (the CLI, later
+the HTTP API) catch one type and print its message. Messages say what to do, not only what
+failed. Each class carries the CLI's exit code for it (:class:`ExitCode` is the whole table), so
+no command decides exit codes on its own.
 
-Control flow that is not a failure (a step asking to be retried, a run being cancelled) lives in
-:mod:`orchestrator.control` instead, outside this tree, so ``except OrchestratorError`` never
-swallows it.
+Errors recorded on a step (:class:`TaskError` and its subclasses) carry ``retryable``: whether the
+step's retry policy may try again belongs to the type, as in Temporal's ``non_retryable``.
+
+Control flow that is not a failure lives at the end of this module, outside the tree, so
+``except OrchestratorError`` never swallows it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar
+
+
+class ExitCode(IntEnum):
+    """What the ``orchestrator`` command exits with (``docs/cli.md`` shows the same table)."""
+
+    OK = 0
+    """Success; a run submitted, or finished ``succeeded``."""
+    RUN_FAILED = 1
+    """The run failed, was cancelled or did not finish in time, or there is no such run or dead letter."""
+    INVALID = 2
+    """Invalid input: a workflow file, params, command-line options, settings, or a refused operation."""
+    UNAVAILABLE = 3
+    """Redis or the broker cannot be reached; nothing was done (or, when said, the run was recorded)."""
 
 
 class OrchestratorError(Exception):
     """Root of every error this project raises on purpose."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.INVALID
 
 
 # --- definitions -------------------------------------------------------------------------------
@@ -63,6 +84,14 @@ class WorkflowNotFound(DefinitionError):
     """No workflow of that name is registered."""
 
 
+class ReferenceSyntaxError(DefinitionError):
+    """A ``${...}`` reference or template does not parse; the message says why."""
+
+
+class ExpressionError(DefinitionError):
+    """A ``when`` condition does not parse, or compares values of types it cannot order."""
+
+
 # --- runs --------------------------------------------------------------------------------------
 
 
@@ -85,27 +114,46 @@ class InvalidParams(RunError):
 class RunNotFound(RunError):
     """No run with that id exists in the run store."""
 
+    exit_code = ExitCode.RUN_FAILED
+
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run with id {run_id!r}; list runs with `orchestrator runs`")
+
+
+class PlanNotFound(RunError):
+    """A run or message names a plan the store does not hold (it was never saved, or was deleted)."""
+
+    exit_code = ExitCode.RUN_FAILED
+
+    def __init__(self, plan_id: str) -> None:
+        self.plan_id = plan_id
+        super().__init__(f"no plan with id {plan_id!r} in the run store")
 
 
 class RunStateError(RunError):
     """The run is in a state that does not allow the operation (e.g. retrying a running run)."""
 
 
+class DeadLetterNotFound(RunError):
+    """No dead letter with that id."""
+
+    exit_code = ExitCode.RUN_FAILED
+
+
 # --- tasks -------------------------------------------------------------------------------------
 
 
 class TaskError(OrchestratorError):
-    """A step's task failed in a way the orchestrator itself detected.
+    """A step's attempt failed in a way the orchestrator itself detected; recorded on the step.
 
     Attributes:
         retryable: Whether the retry policy may try the step again. It belongs to the type:
-            subclasses set it, instances do not.
+            subclasses set it, instances do not. None: the step's ``retry.on`` decides, as for
+            any exception a task raises (by the names of the class and its bases).
     """
 
-    retryable: bool = False
+    retryable: ClassVar[bool | None] = False
 
 
 class UnknownTask(TaskError):
@@ -120,18 +168,55 @@ class NonSerializableOutput(TaskError):
     """A task returned a value that is not JSON; it cannot be passed to other steps."""
 
 
-class StepTimeout(TaskError):
-    """An attempt exceeded its time limit. Retried only if ``TimeoutError`` is in ``retry.on``."""
+class StepTimeout(TaskError, TimeoutError):
+    """An attempt exceeded its time limit. Retried only if ``TimeoutError`` (or ``StepTimeout``) is in ``retry.on``."""
+
+    retryable = None
 
 
-class WorkerLost(TaskError):
-    """The worker running the step died; the step is handed to another worker."""
+class IdempotencyKeyBusy(TaskError):
+    """Another live execution held the step's idempotency key for longer than two leases."""
 
     retryable = True
 
 
-# --- configuration -----------------------------------------------------------------------------
+class WorkerLost(TaskError):
+    """The worker running the step died too many times; the step is not run again."""
+
+
+# --- configuration and services ----------------------------------------------------------------
 
 
 class ConfigurationError(OrchestratorError):
     """Settings are inconsistent (e.g. a visibility timeout shorter than the longest step)."""
+
+
+class ServiceUnavailable(OrchestratorError):
+    """Redis or the broker cannot be reached.
+
+    Attributes:
+        run_id: The run that was recorded before the failure, if any (its id is worth printing:
+            the outbox publishes its first steps once the broker is back).
+    """
+
+    exit_code = ExitCode.UNAVAILABLE
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        self.run_id = run_id
+        super().__init__(message)
+
+
+# --- control flow (not failures) ---------------------------------------------------------------
+
+
+class Deferred(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Control flow, not a failure: run this attempt again later without counting it.
+
+    Raised inside a step when it cannot start yet (its idempotency key is held by another live
+    execution); the step runner publishes the same attempt again after ``delay`` seconds.
+    """
+
+    def __init__(self, reason: str, delay: float) -> None:
+        self.reason = reason
+        self.delay = delay
+        super().__init__(reason)

@@ -1,37 +1,28 @@
-"""The Celery app: ``celery -A workers.app worker`` (or ``orchestrator worker``).
+"""The Celery app of the workers: ``celery -A workers.app worker`` (or ``orchestrator worker``).
 
-:func:`create_app` is the factory; the module-level :data:`app` is built from the environment's
-settings. With no broker configured, the app points at the embedded Redis that ``orchestrator
-run`` / ``orchestrator dev`` start (see :mod:`orchestrator.dev.embedded`).
+:func:`create_app` is the factory; the module-level :data:`app` is what ``celery -A workers.app``
+finds. Creating it is cheap and does no I/O: it reads the settings, configures Celery and
+registers the tasks. Task modules (``ORCH_TASK_MODULES``) are imported by Celery when a worker
+starts (``imports``), the run store is connected on first use (:attr:`~workers.runtime.WorkerApp.runtime`) and
+the workflows of ``ORCH_WORKFLOWS_DIR`` are read when something asks for them (beat, a schedule
+tick). With no broker configured, the app points at the embedded Redis that ``orchestrator run``
+and ``orchestrator dev`` start (:mod:`orchestrator.dev.embedded`).
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-
-from celery import Celery
-
 from config import Settings, get_settings
-from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.embedded import embedded_urls
-from orchestrator.engine.unit import STEP_TASK
-from orchestrator.triggers.schedules import beat_entries
 from workers import builtin, triggers
-from workers.celery_config import celery_config
-from workers.request import StepRequest
-from workers.runner import StepTask, run_step
-from workers.runtime import Runtime
-from workers.signals import connect_signals
+from workers.runtime import WorkerApp
+from workers.step import register_step_task
 from workers.sweeper import Sweeper
-
-log = logging.getLogger(__name__)
 
 
 def create_app(
     settings: Settings | None = None, *, broker_url: str | None = None, store_url: str | None = None
-) -> Celery:
-    """Build the worker app.
+) -> WorkerApp:
+    """Build the worker app (no I/O).
 
     Args:
         settings: Defaults to :func:`config.get_settings`.
@@ -44,28 +35,11 @@ def create_app(
         store_url = store_url or embedded_store
     broker = broker_url or str(settings.broker_url)
     store = store_url or settings.resolved_store_url or broker
-    app = Celery("orchestrator", set_as_current=False)
-    app.conf.update(celery_config(settings, broker, store))
-    step_task = app.task(
-        name=STEP_TASK,
-        shared=False,
-        bind=True,
-        base=StepTask,
-        acks_late=True,
-        reject_on_worker_lost=True,
-        ignore_result=True,
-        Request=StepRequest,
-    )(run_step)
-    runtime = Runtime(app, settings, store)
-    step_task.runtime = runtime
+    app = WorkerApp(settings, broker, store)
+    register_step_task(app)
     builtin.register(app)
-    for module in settings.task_modules:
-        importlib.import_module(module)
-    registry = WorkflowRegistry(settings.workflows_dir)
-    triggers.register(app, runtime, registry)
-    app.conf.beat_schedule = beat_entries(registry.workflows)
+    triggers.register(app)
     app.steps["worker"].add(Sweeper)
-    connect_signals(app, settings)
     return app
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from config import Settings
+from config import Settings, url_scheme
 from orchestrator.store.keys import Keys
 
 
@@ -26,7 +26,7 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
     if settings.sentinel_master:
         transport["master_name"] = settings.sentinel_master
         backend_transport["master_name"] = settings.sentinel_master
-    if broker_url.startswith(("redis", "rediss", "unix", "sentinel")):
+    if _transport(broker_url) is not None:
         # Every kombu key (queues, bindings, unacked bookkeeping) in our namespace, so several
         # deployments (or tests) can share one Redis. Queue "q" is the list keys.queue("q").
         transport["global_keyprefix"] = keys.broker_prefix()
@@ -62,6 +62,9 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
         "worker_send_task_events": worker.task_events,
         "task_send_sent_event": worker.task_events,
         "worker_consumer": "workers.consumer:DeadLetterConsumer",
+        "beat_scheduler": "workers.beat:WorkflowScheduler",
+        # The user's task modules, imported when a worker (or beat) starts, not when the app is built.
+        "imports": list(settings.task_modules),
         "enable_utc": True,
         "timezone": "UTC",
     }
@@ -69,11 +72,15 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
 
 def _transport(broker_url: str) -> str | None:
     """Our subclass of kombu's Redis transport (see :mod:`workers.transport`), or None for the URL's own."""
-    if broker_url.startswith(("redis://", "rediss://")):
-        return "workers.transport:Transport"
-    if broker_url.startswith("sentinel://"):
-        return "workers.transport:SentinelTransport"
-    return None
+    return _TRANSPORTS.get(url_scheme(broker_url))
+
+
+_TRANSPORTS = {
+    "redis": "workers.transport:Transport",
+    "rediss": "workers.transport:Transport",
+    "redis+socket": "workers.transport:Transport",
+    "sentinel": "workers.transport:SentinelTransport",
+}
 
 
 def _celery_url(redis_url: str) -> str:

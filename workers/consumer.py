@@ -7,8 +7,7 @@ from typing import Any
 
 from celery.worker.consumer.consumer import Consumer
 
-from orchestrator.engine.unit import STEP_TASK
-from orchestrator.store.dead_letters import DeadLetters
+from workers.runtime import runtime_of
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +17,7 @@ class DeadLetterConsumer(Consumer):  # type: ignore[misc]
 
     def _keep(self, reason: str, message: Any, exc: BaseException | None) -> None:
         try:
-            runtime = self.app.tasks[STEP_TASK].runtime
-            letters = DeadLetters(runtime.redis, runtime.keys)
+            letters = runtime_of(self.app).store.dead_letters
             info = getattr(message, "delivery_info", None) or {}
             letter = letters.record(
                 reason,

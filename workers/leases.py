@@ -11,46 +11,42 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from redis import Redis
-
-from orchestrator.store.keys import Keys
+from orchestrator.engine.ports import Leases
+from orchestrator.engine.unit import Unit
 
 log = logging.getLogger(__name__)
 
 
 class LeaseKeeper:
-    """Renews the leases of the units this process is running.
+    """Renews the leases of the units this process is running (an :class:`~orchestrator.engine.ports.LeaseHolder`).
 
     Args:
-        client: Redis client of the run store.
-        keys: Key namespace.
+        leases: The store's leases.
         lease_seconds: Lease length; renewal happens every third of it.
     """
 
-    def __init__(self, client: Redis, keys: Keys, lease_seconds: float) -> None:
-        self.redis = client
-        self.keys = keys
+    def __init__(self, leases: Leases, lease_seconds: float) -> None:
+        self.leases = leases
         self.lease_seconds = lease_seconds
-        self._held: set[str] = set()
+        self._held: set[Unit] = set()
         self._lock = threading.Lock()
         self._pid = 0
         self._stop = threading.Event()
 
     @contextmanager
-    def hold(self, member: str) -> Iterator[None]:
-        """Renew ``member``'s lease while the block runs (the claim already set the first one)."""
+    def hold(self, unit: Unit) -> Iterator[None]:
+        """Renew ``unit``'s lease while the block runs (the claim already set the first one)."""
         self._ensure_thread()
         with self._lock:
-            self._held.add(member)
+            self._held.add(unit)
         try:
             yield
         finally:
             with self._lock:
-                self._held.discard(member)
+                self._held.discard(unit)
 
     def _ensure_thread(self) -> None:
         if self._pid == os.getpid():
@@ -64,18 +60,15 @@ class LeaseKeeper:
             threading.Thread(target=self._run, name="orchestrator-leases", daemon=True).start()
 
     def _run(self) -> None:
-        interval = self.lease_seconds / 3
-        while not self._stop.wait(interval):
+        while not self._stop.wait(self.lease_seconds / 3):
             with self._lock:
-                members = list(self._held)
-            if not members:
+                units = list(self._held)
+            if not units:
                 continue
             try:
-                # XX: only renew what still exists; a unit that ended has no lease to extend.
-                expiry = time.time() + self.lease_seconds
-                self.redis.zadd(self.keys.leases(), dict.fromkeys(members, expiry), xx=True)
+                self.leases.renew(units, self.lease_seconds)
             except Exception:  # keep renewing: a blip must not end the thread
-                log.exception("could not renew %d leases", len(members))
+                log.exception("could not renew %d leases", len(units))
 
     def stop(self) -> None:
         self._stop.set()

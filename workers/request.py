@@ -19,14 +19,17 @@ from typing import Any
 from billiard.einfo import ExceptionWithTraceback
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
+from pydantic import ValidationError
 
-from orchestrator.store.redis_store import Unit
+from orchestrator.engine.unit import StepMessage
+from orchestrator.errors import StepTimeout
+from workers.runtime import runtime_of
 
 log = logging.getLogger(__name__)
 
 
 class StepRequest(Request):  # type: ignore[misc]
-    """Request class of :data:`orchestrator.engine.unit.STEP_TASK`."""
+    """Request class of the step task (:data:`orchestrator.engine.unit.STEP_TASK`)."""
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> None:
         exc = getattr(exc_info, "exception", None)
@@ -41,24 +44,26 @@ class StepRequest(Request):  # type: ignore[misc]
         if not soft:
             self._hard_timeout(timeout)
 
-    def _unit(self) -> tuple[str, str, int | None] | None:
-        kwargs = self.kwargs or {}
-        if "run_id" not in kwargs or "step" not in kwargs:
-            return None
-        return kwargs["run_id"], kwargs["step"], kwargs.get("item")
+    def _step_message(self) -> StepMessage | None:
+        try:
+            return StepMessage.model_validate(self.kwargs or {})
+        except ValidationError:
+            return None  # not a step message: nothing of ours to release or record
 
     def _release_lease(self) -> None:
         try:
-            unit = self._unit()
-            if unit is not None:
-                self.task.runtime.store.release_lease(Unit(*unit))
+            message = self._step_message()
+            if message is not None:
+                runtime_of(self.task.app).store.leases.release(message.unit)
         except Exception:
             log.exception("could not release the lease of %s; it will expire instead", self.id)
 
     def _hard_timeout(self, timeout: float) -> None:
         try:
-            kwargs = self.kwargs or {}
-            if "run_id" in kwargs:
-                self.task.runtime.hard_timeout(kwargs, self.id, timeout)
+            message = self._step_message()
+            if message is not None:
+                runner = runtime_of(self.task.app).runner
+                plan = runner.store.runs.plan(message.plan_id)
+                runner.failed(plan, message, self.id, StepTimeout(f"hard time limit of {timeout:g}s exceeded"))
         except Exception:
             log.exception("could not record the hard time limit of %s; its lease will expire instead", self.id)

@@ -1,28 +1,59 @@
-"""Per-process wiring of a worker: the run store, the coordinator and the lease keeper."""
+"""Per-process wiring of a worker: store, coordinator, step runner and lease keeper, built on first use.
+
+Nothing here runs at import time or when the app is created: the Redis client is made the first
+time a task, the sweeper or the consumer needs it (redis-py reconnects after a prefork fork by
+itself, and the lease keeper starts a thread per process id).
+"""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
-from celery import Celery
+from celery import Celery, current_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from config import Settings
 from orchestrator.broker.dispatch import CeleryDispatcher
+from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.engine.coordinator import Coordinator
-from orchestrator.engine.records import StepError
-from orchestrator.engine.unit import StepMessage
+from orchestrator.engine.runner import StepRunner
+from orchestrator.errors import ConfigurationError, StepTimeout, UnknownTask
 from orchestrator.plan.policy import base_policy
-from orchestrator.store.connections import redis_client
-from orchestrator.store.keys import Keys
-from orchestrator.store.redis_store import RedisRunStore
+from orchestrator.store import Keys, RedisRunStore, redis_client
+from workers.celery_config import celery_config
 from workers.leases import LeaseKeeper
 
 
+class CeleryTasks:
+    """The step runner's :class:`~orchestrator.engine.runner.TaskCaller`: a registered task, called in process.
+
+    Any registered task works (the project's own decorator or a plain ``@shared_task``), whatever
+    its own options: the step's policy applies. Celery's soft time limit is the step's timeout;
+    it surfaces here as :class:`~orchestrator.errors.StepTimeout`.
+    """
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def __call__(self, task: str, args: dict[str, Any]) -> Any:
+        user_task = self.app.tasks.get(task)
+        if user_task is None:
+            worker = current_task.request.hostname if current_task else "this worker"
+            raise UnknownTask(f"task {task!r} is not registered on {worker}; add its module to ORCH_TASK_MODULES")
+        try:
+            return user_task(**args)
+        except SoftTimeLimitExceeded:
+            limits = current_task.request.timelimit if current_task else None
+            soft = limits[1] if limits and limits[1] else None
+            raise StepTimeout(f"time limit of {soft:g}s exceeded" if soft else "time limit exceeded") from None
+
+
 class Runtime:
-    """What the step task needs, built once per app (redis-py reconnects after a fork by itself).
+    """What the step task, the sweeper and the consumer share in one worker process.
 
     Args:
-        app: The Celery app (used to publish).
+        app: The Celery app (used to publish and to find user tasks).
         settings: The settings the app was built from.
         store_url: The run store's Redis URL.
     """
@@ -32,18 +63,56 @@ class Runtime:
         self.keys = Keys(settings.key_prefix)
         self.redis = redis_client(store_url, sentinel_master=settings.sentinel_master)
         self.store = RedisRunStore(self.redis, self.keys)
+        self.dispatcher = CeleryDispatcher(app)
         self.coordinator = Coordinator(
             self.store,
-            CeleryDispatcher(app),
+            self.dispatcher,
             base_policy=base_policy(settings.defaults),
             lease_seconds=settings.worker.lease,
         )
-        self.leases = LeaseKeeper(self.redis, self.keys, settings.worker.lease)
+        self.leases = LeaseKeeper(self.store.leases, settings.worker.lease)
+        self.runner = StepRunner(
+            self.store,
+            self.coordinator,
+            self.leases,
+            CeleryTasks(app),
+            lease_seconds=settings.worker.lease,
+            key_ttl=settings.worker.result_expires,
+        )
 
-    def hard_timeout(self, kwargs: dict[str, Any], task_id: str, timeout: float) -> None:
-        """A child was killed at the hard time limit: the attempt failed with a TimeoutError."""
-        message = StepMessage.model_validate(kwargs)
-        plan = self.store.load_plan(message.plan_id)
-        error = StepError(type="TimeoutError", message=f"hard time limit of {timeout:g}s exceeded")
-        retryable = plan.steps[message.step].policy.retry.retries(["TimeLimitExceeded", "TimeoutError"])
-        self.coordinator.attempt_failed(plan, message, task_id, error, retryable)
+
+class WorkerApp(Celery):  # type: ignore[misc]
+    """A Celery app that carries the orchestrator's settings and builds its :class:`Runtime` on first use.
+
+    Args:
+        settings: The settings.
+        broker_url: The broker actually used (the embedded one when none is configured).
+        store_url: The run store's Redis URL.
+    """
+
+    def __init__(self, settings: Settings, broker_url: str, store_url: str) -> None:
+        super().__init__("orchestrator", set_as_current=False)
+        self.settings = settings
+        self.store_url = store_url
+        self.conf.update(celery_config(settings, broker_url, store_url))
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        """Store, coordinator and step runner of this process (connected the first time)."""
+        return Runtime(self, self.settings, self.store_url)
+
+    @cached_property
+    def registry(self) -> WorkflowRegistry:
+        """The workflows of ``ORCH_WORKFLOWS_DIR`` (read the first time)."""
+        return WorkflowRegistry(self.settings.workflows_dir)
+
+
+def runtime_of(app: Celery) -> Runtime:
+    """The runtime of an app built by :func:`workers.app.create_app`.
+
+    Raises:
+        ConfigurationError: the app was built some other way.
+    """
+    if not isinstance(app, WorkerApp):
+        raise ConfigurationError(f"{app!r} was not built by workers.app.create_app; it has no orchestrator runtime")
+    return app.runtime

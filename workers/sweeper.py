@@ -13,6 +13,8 @@ from typing import Any
 
 from celery import bootsteps
 
+from workers.runtime import Runtime, runtime_of
+
 log = logging.getLogger(__name__)
 
 
@@ -26,11 +28,11 @@ class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
         self.timer_ref: Any = None
 
     def start(self, worker: Any) -> None:
-        runtime = worker.app.tasks["orchestrator.step"].runtime
+        runtime = runtime_of(worker.app)
         interval = runtime.settings.worker.sweep_interval
         self.timer_ref = worker.timer.call_repeatedly(interval, self.sweep, (runtime, interval), priority=10)
 
-    def sweep(self, runtime: Any, interval: float) -> None:
+    def sweep(self, runtime: Runtime, interval: float) -> None:
         lock = runtime.keys.sweeper_lock()
         try:
             if not runtime.redis.set(lock, os.getpid(), nx=True, px=int(interval * 1000)):

@@ -6,26 +6,23 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery
-
-from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.engine.records import Trigger
 from orchestrator.triggers.schedules import START_RUN_TASK, current_tick
-from workers.runtime import Runtime
+from workers.runtime import WorkerApp
 
 log = logging.getLogger(__name__)
 
 
-def register(app: Celery, runtime: Runtime, registry: WorkflowRegistry) -> None:
+def register(app: WorkerApp) -> None:
     """Register :data:`orchestrator.triggers.schedules.START_RUN_TASK` on ``app``."""
 
     @app.task(name=START_RUN_TASK, acks_late=True, ignore_result=True, shared=False)
     def start_run(workflow: str, entry: str, params: dict[str, Any]) -> str | None:
-        definition = registry.get(workflow)
+        definition = app.registry.get(workflow)
         spec = definition.schedule[int(entry.rsplit("#", 1)[1])]
         tick = current_tick(spec, datetime.now(UTC), entry)
         # The submission key makes the run exactly-once per tick, even with two beats running.
-        run_id = runtime.coordinator.submit(
+        run_id = app.runtime.coordinator.submit(
             definition,
             params,
             trigger=Trigger.SCHEDULE,

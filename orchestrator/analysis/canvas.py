@@ -3,11 +3,11 @@
 A series-parallel DAG maps exactly onto canvas: ``chain`` is series composition (everything in
 one element precedes everything in the next; a group followed by a step is a chord), ``group`` is
 parallel composition. Other DAGs contain "prime" blocks (the smallest: a->c, a->d, b->d): forcing
-them into groups adds false waits (c would wait for b), so such a block is kept as a :class:`Joins`
+them into groups adds false waits (c would wait for b), so such a block is kept as a :class:`Prime`
 node whose edges are joined at run time by a counter per step.
 
 :func:`decompose` works top-down on convex sets of steps: split into connected components
-(``group``), else split in series (``chain``), else the set is prime (``joins``). It never
+(``group``), else split in series (``chain``), else the set is :class:`Prime` (``joins(...)``). It never
 materialises the transitive closure: a series split is found by comparing each step's number of
 ancestors with the length of a prefix of the topological order, and those counts are derived once
 from ancestor bitsets. Each level of nesting costs time linear in its steps and needs, so the
@@ -49,7 +49,7 @@ class Group:
 
 
 @dataclass(frozen=True)
-class Joins:
+class Prime:
     """A block that is not series-parallel, joined at run time.
 
     Attributes:
@@ -62,14 +62,14 @@ class Joins:
     edges: tuple[tuple[int, int], ...]
 
 
-Canvas = Task | Chain | Group | Joins
+Canvas = Task | Chain | Group | Prime
 
 
 def children(node: Canvas) -> tuple[Canvas, ...]:
     """The direct sub-canvases of a node (none for a :class:`Task`)."""
     if isinstance(node, Task):
         return ()
-    return node.nodes if isinstance(node, Joins) else node.items
+    return node.nodes if isinstance(node, Prime) else node.items
 
 
 def walk(node: Canvas) -> Iterator[Canvas]:
@@ -271,7 +271,7 @@ class _Decomposer:
         elements.append(current)
         return elements
 
-    def _prime(self, job: int, members: list[int]) -> Joins:
+    def _prime(self, job: int, members: list[int]) -> Prime:
         """A block with no series or parallel split: contract linear runs, join the rest at run time."""
         stamp, order = self.stamp, self.order
         head = self.scratch  # member -> index of its run
@@ -289,7 +289,7 @@ class _Decomposer:
             # have absorbed it) and enters the first step of a later run.
             edges.update((head[p], head[m]) for p in inner)
         nodes = tuple(Task(order[r[0]]) if len(r) == 1 else Chain(tuple(Task(order[m]) for m in r)) for r in runs)
-        return Joins(nodes, tuple(sorted(edges)))
+        return Prime(nodes, tuple(sorted(edges)))
 
 
 def _chain(items: Iterable[Canvas]) -> Canvas:
@@ -346,10 +346,10 @@ def _closure(count: int, edges: Sequence[tuple[int, int]]) -> list[tuple[int, in
 
 
 def runtime_joins(node: Canvas) -> Mapping[str, tuple[str, ...]]:
-    """Steps joined at run time (inside :class:`Joins` blocks) -> the steps they wait for there."""
+    """Steps joined at run time (inside :class:`Prime` blocks) -> the steps they wait for there."""
     found: dict[str, list[str]] = {}
     for block in walk(node):
-        if not isinstance(block, Joins):
+        if not isinstance(block, Prime):
             continue
         firsts = [_first(n) for n in block.nodes]
         lasts = [_last(n) for n in block.nodes]
@@ -378,11 +378,11 @@ def render(node: Canvas, fan_out: frozenset[str] = frozenset()) -> str:
     return "".join(out)
 
 
-def _tokens(node: Chain | Group | Joins) -> list[Canvas | str]:
+def _tokens(node: Chain | Group | Prime) -> list[Canvas | str]:
     """One level of :func:`render`: literal text and the sub-canvases to render in its place."""
     if isinstance(node, Group):
         return ["group(", *_commas(node.items), ")"]
-    if isinstance(node, Joins):
+    if isinstance(node, Prime):
         firsts = [_first(n) for n in node.nodes]
         lasts = [_last(n) for n in node.nodes]
         edges = ", ".join(f"{lasts[i]}->{firsts[j]}" for i, j in node.edges)

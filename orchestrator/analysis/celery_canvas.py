@@ -3,7 +3,7 @@
 ``orchestrator plan`` uses it to show what a hand-written Celery canvas of the workflow would put
 on the wire (nested chords grow their messages with the DAG, celery#5000), and the benchmarks use
 it to run the same workflow on plain Celery. A series-parallel DAG maps exactly; a
-:class:`~orchestrator.analysis.canvas.Joins` block has no exact canvas, so it is laid out level by level
+:class:`~orchestrator.analysis.canvas.Prime` block has no exact canvas, so it is laid out level by level
 (``chain(group(level 0), group(level 1), ...)``), which is what one writes by hand and which adds
 the false waits the runtime joins avoid.
 """

@@ -19,71 +19,20 @@ whatever may not have gone out, and claims drop the duplicates. Other brokers go
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from celery import Celery
 from celery.events import Event
 from celery.utils.time import utcoffset
 from kombu.utils.uuid import uuid
 
-from orchestrator.engine.unit import STEP_TASK, StepMessage
-from orchestrator.plan.compiler import Plan
-
-HARD_LIMIT_GRACE = 10.0
-"""Seconds between the soft time limit (raised in the task) and the hard kill."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A step message and how to send it."""
-
-    message: StepMessage
-    queue: str
-    countdown: float | None = None
-    soft_time_limit: float | None = None
-    time_limit: float | None = None
-    shadow: str | None = None
-
-
-class Dispatcher(Protocol):
-    """Sends step messages to workers."""
-
-    def send(self, deliveries: Sequence[Delivery]) -> list[str]:
-        """Publish all deliveries; returns their task ids in order."""
-        ...
-
-    def revoke(self, task_ids: Sequence[str]) -> None:
-        """Ask workers to drop these messages if they have not started them."""
-        ...
-
-    def call(self, task: str, queue: str, kwargs: dict[str, Any]) -> str:
-        """Send any registered task by name (hooks); returns its task id."""
-        ...
-
-
-def delivery(plan: Plan, message: StepMessage, countdown: float | None = None) -> Delivery:
-    """The delivery of a step message with the step's queue and time limits.
-
-    The step's ``timeout`` is the soft limit (``SoftTimeLimitExceeded`` is raised in the task and
-    handled as a ``TimeoutError``); the hard kill follows :data:`HARD_LIMIT_GRACE` later. An
-    explicit ``soft_timeout`` moves the soft limit earlier and keeps ``timeout`` as the hard one.
-    """
-    step = plan.steps[message.step]
-    policy = step.policy
-    soft: float | None
-    hard: float | None
-    if policy.soft_timeout is not None:
-        soft, hard = policy.soft_timeout, policy.timeout
-    else:
-        soft = policy.timeout
-        hard = policy.timeout + HARD_LIMIT_GRACE if policy.timeout is not None else None
-    label = f"{step.task}[{plan.workflow}.{message.step}" + ("" if message.item is None else f"#{message.item}") + "]"
-    return Delivery(message, policy.queue, countdown, soft, hard, label)
+from orchestrator.engine.ports import Delivery
+from orchestrator.engine.unit import STEP_TASK
+from orchestrator.store.dead_letters import DeadLetter
 
 
 class CeleryDispatcher:
-    """:class:`Dispatcher` over a Celery app (any broker kombu supports; a fast path on Redis)."""
+    """The :class:`~orchestrator.engine.ports.Dispatcher` over a Celery app: any broker, a fast path on Redis."""
 
     def __init__(self, app: Celery, batch_size: int = 1000) -> None:
         self.app = app
@@ -108,12 +57,8 @@ class CeleryDispatcher:
                     STEP_TASK,
                     kwargs=d.message.model_dump(exclude_none=True),
                     queue=d.queue,
-                    countdown=d.countdown,
-                    soft_time_limit=d.soft_time_limit,
-                    time_limit=d.time_limit,
-                    shadow=d.shadow,
-                    ignore_result=True,
                     producer=producer,
+                    **_options(d),
                 )
                 ids.append(result.id)
         return ids
@@ -142,11 +87,6 @@ class CeleryDispatcher:
                     task_id,
                     STEP_TASK,
                     kwargs=kwargs,
-                    countdown=d.countdown,
-                    time_limit=d.time_limit,
-                    soft_time_limit=d.soft_time_limit,
-                    shadow=d.shadow,
-                    ignore_result=True,
                     reply_to=reply_to,
                     root_id=root_id,
                     parent_id=parent_id,
@@ -154,6 +94,7 @@ class CeleryDispatcher:
                     # str and int values only: repr() prints what saferepr would, far cheaper
                     argsrepr="()",
                     kwargsrepr=repr(kwargs),
+                    **_options(d),
                 )
                 payload, content_type, encoding = producer._prepare(
                     body, conf.task_serializer, None, None, conf.task_compression, headers
@@ -202,3 +143,27 @@ class CeleryDispatcher:
 
     def call(self, task: str, queue: str, kwargs: dict[str, Any]) -> str:
         return str(self.app.send_task(task, kwargs=kwargs, queue=queue, ignore_result=True).id)
+
+    def replay(self, letter: DeadLetter) -> None:
+        """Publish a dead letter back to its queue exactly as it was received."""
+        with self.app.producer_or_acquire() as producer:
+            producer.publish(
+                letter.raw_body(),
+                exchange="",
+                routing_key=letter.queue,
+                headers=letter.headers,
+                content_type=letter.content_type or "application/json",
+                content_encoding=letter.content_encoding or "utf-8",
+                retry=True,
+            )
+
+
+def _options(delivery: Delivery) -> dict[str, Any]:
+    """The options of a step message, as ``send_task`` and ``as_task_v2`` both take them."""
+    return {
+        "countdown": delivery.countdown,
+        "soft_time_limit": delivery.soft_time_limit,
+        "time_limit": delivery.time_limit,
+        "shadow": delivery.shadow,
+        "ignore_result": True,
+    }

@@ -20,6 +20,7 @@ from orchestrator.cli.wiring import services
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.embedded import EmbeddedRedis
 from orchestrator.dev.inprocess import InProcessWorker
+from orchestrator.errors import ConfigurationError
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -51,8 +52,7 @@ def flower(
     """Start Flower, with basic auth from ORCH_FLOWER_BASIC_AUTH (refused without it)."""
     auth = get_settings().flower_basic_auth
     if auth is None:
-        err.print("[red]error:[/red] set ORCH_FLOWER_BASIC_AUTH=user:password; Flower never runs unauthenticated")
-        raise typer.Exit(2)
+        raise ConfigurationError("set ORCH_FLOWER_BASIC_AUTH=user:password; Flower never runs unauthenticated")
     os.environ["FLOWER_BASIC_AUTH"] = auth.get_secret_value()  # not on the command line: ps would show it
     _exec_celery(["flower", f"--port={port}", *ctx.args])
 

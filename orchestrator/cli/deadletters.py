@@ -9,11 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from orchestrator.cli.console import err, out
+from orchestrator.cli.console import out
 from orchestrator.cli.wiring import services
-from orchestrator.store.dead_letters import DeadLetterNotFound, DeadLetters
 
-NOT_FOUND = 1
 commands = typer.Typer(help="Messages workers could not run: list, replay or drop them.", no_args_is_help=True)
 
 
@@ -24,7 +22,7 @@ def list_(
 ) -> None:
     """List dead letters, newest first."""
     with services() as svc:
-        letters = DeadLetters(svc.store.redis, svc.store.keys).list(limit)
+        letters = svc.store.dead_letters.list(limit)
     if as_json:
         out.print(json.dumps([letter.model_dump(mode="json") for letter in letters], indent=2), markup=False)
         return
@@ -47,11 +45,9 @@ def list_(
 def replay(letter_id: str) -> None:
     """Publish a dead letter back to its queue (after fixing its cause) and forget it."""
     with services() as svc:
-        try:
-            letter = DeadLetters(svc.store.redis, svc.store.keys).replay(letter_id, svc.app)
-        except DeadLetterNotFound as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}")
-            raise typer.Exit(NOT_FOUND) from None
+        letter = svc.store.dead_letters.get(letter_id)
+        svc.dispatcher.replay(letter)
+        svc.store.dead_letters.remove(letter_id)
     out.print(f"replayed {letter.id} to queue {letter.queue}", markup=False)
 
 
@@ -59,13 +55,8 @@ def replay(letter_id: str) -> None:
 def drop(letter_id: str) -> None:
     """Forget a dead letter."""
     with services() as svc:
-        letters = DeadLetters(svc.store.redis, svc.store.keys)
-        try:
-            letters.get(letter_id)
-        except DeadLetterNotFound as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}")
-            raise typer.Exit(NOT_FOUND) from None
-        letters.remove(letter_id)
+        svc.store.dead_letters.get(letter_id)  # DeadLetterNotFound for an unknown id
+        svc.store.dead_letters.remove(letter_id)
     out.print(f"dropped {letter_id}", markup=False)
 
 

@@ -8,26 +8,26 @@ from typing import Annotated
 
 import typer
 
+from config import get_settings
 from orchestrator.analysis.celery_canvas import canvas_bytes, to_celery
 from orchestrator.analysis.diagram import DiagramFormat
 from orchestrator.analysis.diagram import render as render_diagram
-from orchestrator.cli.console import err, out
+from orchestrator.analysis.report import report
+from orchestrator.cli.console import out, report_error
 from orchestrator.definition.loader import load_file
 from orchestrator.definition.models import Workflow
 from orchestrator.errors import InvalidWorkflow
-from orchestrator.plan.compiler import compile_workflow, report
+from orchestrator.plan.compiler import compile_workflow
+from orchestrator.plan.policy import base_policy
 
-INVALID = 2
 
+def load(path: Path) -> Workflow:
+    """Load a workflow file, checking task names when the worker app can be built here.
 
-def load_or_exit(path: Path) -> Workflow:
-    """Load a workflow file; on problems print them all and exit 2."""
-    try:
-        return load_file(path, tasks=known_tasks())
-    except InvalidWorkflow as exc:
-        for problem in exc.problems:
-            err.print(str(problem), markup=False, emoji=False)
-        raise typer.Exit(INVALID) from None
+    Raises:
+        InvalidWorkflow: every problem of the file.
+    """
+    return load_file(path, tasks=known_tasks())
 
 
 def known_tasks() -> frozenset[str] | None:
@@ -46,13 +46,12 @@ def validate(files: Annotated[list[Path], typer.Argument(help="Workflow files (Y
             workflow = load_file(path, tasks=tasks)
         except InvalidWorkflow as exc:
             failed = True
-            for problem in exc.problems:
-                err.print(str(problem), markup=False, emoji=False)
+            report_error(exc)
             continue
         note = "" if tasks is not None else " (task names not checked: no worker app importable)"
         out.print(f"{path}: ok, {len(workflow.steps)} steps{note}", markup=False, emoji=False)
     if failed:
-        raise typer.Exit(INVALID)
+        raise typer.Exit(InvalidWorkflow.exit_code)
 
 
 def graph(
@@ -60,7 +59,7 @@ def graph(
     fmt: Annotated[DiagramFormat, typer.Option("--format", "-f", help="Diagram language.")] = DiagramFormat.MERMAID,
 ) -> None:
     """Print the workflow's DAG as a Mermaid or Graphviz diagram."""
-    workflow = load_or_exit(file)
+    workflow = load(file)
     out.print(render_diagram(workflow, fmt), end="", markup=False, emoji=False)
 
 
@@ -69,23 +68,13 @@ def plan(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Print the compiled canvas, runtime joins, critical path, widest level and largest message."""
-    workflow = load_or_exit(file)
-    compiled = compile_workflow(workflow)
+    workflow = load(file)
+    compiled = compile_workflow(workflow, base_policy(get_settings().defaults))
     analysis = report(compiled)
     celery_size = canvas_bytes(to_celery(compiled))
     if as_json:
         data = analysis.model_dump(mode="json")
         data["plain_celery_canvas_bytes"] = celery_size
-        data["steps_detail"] = {
-            name: {
-                "join": s.join.value,
-                "needs": list(s.needs),
-                "queue": s.policy.queue,
-                "timeout": s.policy.timeout,
-                "max_attempts": s.policy.retry.max_attempts,
-            }
-            for name, s in compiled.steps.items()
-        }
         out.print(json.dumps(data, indent=2), markup=False, emoji=False)
         return
     out.print(f"workflow      {analysis.workflow} (plan {analysis.plan_id}, {analysis.steps} steps)", markup=False)

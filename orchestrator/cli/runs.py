@@ -10,21 +10,20 @@ from typing import Annotated
 
 import typer
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from config import get_settings
 from orchestrator.cli.console import err, out
-from orchestrator.cli.definitions import INVALID, known_tasks, load_or_exit
+from orchestrator.cli.definitions import known_tasks, load
 from orchestrator.cli.wiring import Services, services
 from orchestrator.definition.models import Workflow
 from orchestrator.definition.params import coerce_all
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.inprocess import InProcessWorker
 from orchestrator.engine.records import RunRecord, RunStatus, Trigger
-from orchestrator.errors import InvalidParams, OrchestratorError, RunNotFound, WorkflowNotFound
+from orchestrator.errors import ExitCode, InvalidParams, WorkflowNotFound
 
-FAILED = 1
 _STYLE = {
     "pending": "dim",
     "queued": "cyan",
@@ -38,14 +37,17 @@ _STYLE = {
 
 
 def _workflow(target: str) -> Workflow:
+    """A workflow file, or a workflow of ``ORCH_WORKFLOWS_DIR`` by name.
+
+    Raises:
+        InvalidWorkflow: the file (or the file named after the workflow) has problems.
+        WorkflowNotFound: no such workflow is registered.
+    """
     if not target.strip():
-        err.print("[red]error:[/red] give a workflow file, or the name of a workflow in ORCH_WORKFLOWS_DIR")
-        raise typer.Exit(INVALID)
+        raise WorkflowNotFound("give a workflow file, or the name of a workflow in ORCH_WORKFLOWS_DIR")
     path = Path(target)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
-        return load_or_exit(path)
-    from config import get_settings
-
+        return load(path)
     registry = WorkflowRegistry(get_settings().workflows_dir, known_tasks())
     try:
         return registry.get(target)
@@ -53,13 +55,13 @@ def _workflow(target: str) -> Workflow:
         # A file named after the workflow that does not load: its problems say more than "no workflow".
         for file, invalid in registry.invalid.items():
             if file.stem == target:
-                for problem in invalid.problems:
-                    err.print(str(problem), markup=False, emoji=False)
-                raise typer.Exit(INVALID) from None
-        err.print(f"[red]error:[/red] {escape(str(exc))}", emoji=False)
+                raise invalid from None
         if registry.invalid:
-            err.print(f"{len(registry.invalid)} invalid file(s) skipped there; check them with `orchestrator validate`")
-        raise typer.Exit(INVALID) from None
+            skipped = (
+                f"; {len(registry.invalid)} invalid file(s) skipped there, check them with `orchestrator validate`"
+            )
+            raise WorkflowNotFound(f"{exc}{skipped}") from None
+        raise
 
 
 def _params(workflow: Workflow, pairs: list[str]) -> dict[str, object]:
@@ -68,8 +70,7 @@ def _params(workflow: Workflow, pairs: list[str]) -> dict[str, object]:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            err.print(f"[red]error:[/red] -p {escape(pair)!r} must be KEY=VALUE", emoji=False)
-            raise typer.Exit(INVALID)
+            raise InvalidParams([f"-p {pair!r} must be KEY=VALUE"])
         texts[key] = text
     return coerce_all(workflow.params, texts)
 
@@ -116,9 +117,9 @@ def _finish(record: RunRecord, as_json: bool) -> None:
     if not record.status.finished:
         hint = f"orchestrator status {record.run_id} --watch"
         err.print(f"run {record.run_id} is still {record.status.value}; follow it with `{hint}`")
-        raise typer.Exit(FAILED)
+        raise typer.Exit(ExitCode.RUN_FAILED)
     if record.status is not RunStatus.SUCCEEDED:
-        raise typer.Exit(FAILED)
+        raise typer.Exit(ExitCode.RUN_FAILED)
 
 
 def run(
@@ -136,33 +137,25 @@ def run(
     if timeout is not None and not timeout >= 0:  # also refuses NaN, which would wait forever
         raise typer.BadParameter("must be a number of seconds, 0 or more", param_hint="'--timeout'")
     workflow = _workflow(target)
-    try:
-        params = _params(workflow, param or [])
-        with services() as svc:
-            worker = None
-            if svc.embedded is not None:
-                if not wait:
-                    err.print("embedded mode: no worker runs after this command; use --wait, or set ORCH_BROKER_URL")
-                queues = {s.policy.queue for s in svc.coordinator.compile(workflow).steps.values()}
-                worker = InProcessWorker(svc.app, sorted(queues)).start() if wait else None
-            try:
-                run_id = svc.coordinator.submit(workflow, params, trigger=Trigger.CLI, started_by="cli")
-                if not wait:
-                    if as_json:
-                        out.print(json.dumps({"run_id": run_id}), markup=False, emoji=False)
-                    else:
-                        out.print(run_id, markup=False)
-                    return
-                err.print(f"run {run_id} submitted")
-                record = _follow(svc, run_id, timeout, show=err.is_terminal)
-            finally:
-                if worker is not None:
-                    worker.stop()
-            _finish(record, as_json)
-    except InvalidParams as exc:
-        for problem in exc.problems:
-            err.print(f"[red]error:[/red] {escape(problem)}", emoji=False)
-        raise typer.Exit(INVALID) from None
+    params = _params(workflow, param or [])
+    with services() as svc:
+        worker = None
+        if svc.embedded is not None:
+            if not wait:
+                err.print("embedded mode: no worker runs after this command; use --wait, or set ORCH_BROKER_URL")
+            queues = {s.policy.queue for s in svc.coordinator.compile(workflow).steps.values()}
+            worker = InProcessWorker(svc.app, sorted(queues)).start() if wait else None
+        try:
+            run_id = svc.coordinator.submit(workflow, params, trigger=Trigger.CLI, started_by="cli")
+            if not wait:
+                out.print(json.dumps({"run_id": run_id}) if as_json else run_id, markup=False)
+                return
+            err.print(f"run {run_id} submitted")
+            record = _follow(svc, run_id, timeout, show=err.is_terminal)
+        finally:
+            if worker is not None:
+                worker.stop()
+        _finish(record, as_json)
 
 
 def status(
@@ -172,11 +165,7 @@ def status(
 ) -> None:
     """Print a run's record."""
     with services() as svc:
-        try:
-            record = _follow(svc, run_id, None, show=err.is_terminal) if watch else svc.coordinator.get(run_id)
-        except RunNotFound as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", emoji=False)
-            raise typer.Exit(FAILED) from None
+        record = _follow(svc, run_id, None, show=err.is_terminal) if watch else svc.coordinator.get(run_id)
         if as_json:
             out.print(record.model_dump_json(indent=2), markup=False, emoji=False)
         else:
@@ -191,7 +180,7 @@ def runs(
 ) -> None:
     """List runs, newest first."""
     with services() as svc:
-        found = svc.store.list_runs(workflow, status.value if status else None, limit)
+        found = svc.store.runs.recent(workflow, status.value if status else None, limit)
     if as_json:
         listed = [r.model_dump(mode="json", exclude={"steps"}) for r in found]
         out.print(json.dumps(listed, indent=2), markup=False, emoji=False)
@@ -223,14 +212,7 @@ def retry(run_id: str) -> None:
 
 def _act(run_id: str, action: str) -> None:
     with services() as svc:
-        try:
-            record = svc.coordinator.cancel(run_id) if action == "cancel" else svc.coordinator.retry(run_id)
-        except RunNotFound as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", emoji=False)
-            raise typer.Exit(FAILED) from None
-        except OrchestratorError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", emoji=False)
-            raise typer.Exit(INVALID) from None
+        record = svc.coordinator.cancel(run_id) if action == "cancel" else svc.coordinator.retry(run_id)
     out.print(f"run {record.run_id}: {record.status.value}", markup=False)
 
 

@@ -1,7 +1,8 @@
 """Composition root of the CLI: settings, the embedded server, the Celery app, store, coordinator.
 
-The worker app is loaded by its import path (``ORCH_WORKER_APP``, default ``workers.app:app``), as
-``celery -A`` does, so this package never imports the worker package.
+The worker app is built by the factory the settings name (``ORCH_WORKER_FACTORY``, default
+``workers.app:create_app``), as ``celery -A`` imports an app, so this package never imports the
+worker package.
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ from orchestrator.dev.embedded import EmbeddedRedis
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.errors import ConfigurationError
 from orchestrator.plan.policy import base_policy
-from orchestrator.store.connections import redis_client
-from orchestrator.store.keys import Keys
-from orchestrator.store.redis_store import RedisRunStore
+from orchestrator.store import Keys, RedisRunStore, redis_client
 
 
 def load_app(settings: Settings, broker_url: str | None = None, store_url: str | None = None) -> Celery:
@@ -44,12 +43,13 @@ def load_app(settings: Settings, broker_url: str | None = None, store_url: str |
 
 @lru_cache(maxsize=1)
 def registered_tasks() -> frozenset[str] | None:
-    """Task names of the worker app, or None when it cannot be imported here."""
+    """Task names of the worker app with its task modules imported, or None when it cannot be built here."""
     if os.environ.get("ORCH_SKIP_TASK_CHECK"):
         return None
     try:
         app = load_app(get_settings())
-    except ConfigurationError:
+        app.loader.import_default_modules()  # ORCH_TASK_MODULES, as a starting worker imports them
+    except Exception:
         return None
     names = frozenset(name for name in app.tasks if not name.startswith("celery."))
     app.close()
@@ -63,6 +63,7 @@ class Services:
     settings: Settings
     app: Celery
     store: RedisRunStore
+    dispatcher: CeleryDispatcher
     coordinator: Coordinator
     embedded: EmbeddedRedis | None
 
@@ -80,10 +81,8 @@ def services(settings: Settings | None = None) -> Iterator[Services]:
         client = redis_client(store_url, sentinel_master=settings.sentinel_master)
         stack.callback(client.close)
         store = RedisRunStore(client, Keys(settings.key_prefix))
+        dispatcher = CeleryDispatcher(app)
         coordinator = Coordinator(
-            store,
-            CeleryDispatcher(app),
-            base_policy=base_policy(settings.defaults),
-            lease_seconds=settings.worker.lease,
+            store, dispatcher, base_policy=base_policy(settings.defaults), lease_seconds=settings.worker.lease
         )
-        yield Services(settings, app, store, coordinator, embedded)
+        yield Services(settings, app, store, dispatcher, coordinator, embedded)

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from functools import cache
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
 from pydantic import JsonValue
 
-from orchestrator.definition.expressions import ExpressionError, parse_expression
+from orchestrator.definition.expressions import parse_expression
 from orchestrator.definition.expressions import references as expression_references
 from orchestrator.definition.graph import Dag
 from orchestrator.definition.models import ParamType, Policy, Step, Workflow
@@ -21,15 +20,12 @@ from orchestrator.definition.params import check_value
 from orchestrator.definition.problems import dotted, suggest
 from orchestrator.definition.references import (
     Reference,
-    ReferenceSyntaxError,
     iter_strings,
     parse_reference,
     parse_template,
 )
-from orchestrator.errors import Problem
-
-if TYPE_CHECKING:
-    from orchestrator.definition.loader import SourceMap
+from orchestrator.definition.source import SourceMap
+from orchestrator.errors import ExpressionError, Problem, ReferenceSyntaxError
 
 Loc = tuple[str | int, ...]
 
@@ -138,8 +134,8 @@ class _Checker:
         loc: Loc = ("steps", name, "for_each")
         try:
             ref = parse_template(step.for_each).single
-        except ValueError as exc:  # ReferenceSyntaxError, or int() refusing a huge [index]
-            self.add(loc, f"step {name!r}: for_each: {_reference_error(exc)}")
+        except ReferenceSyntaxError as exc:
+            self.add(loc, f"step {name!r}: for_each: {exc}")
             return
         if ref is None or ref.root not in ("steps", "params") or ref.field == "status":
             self.add(
@@ -163,8 +159,8 @@ class _Checker:
         for where, text in iter_strings(value):
             try:
                 references = parse_template(text).references
-            except ValueError as exc:  # ReferenceSyntaxError, or int() refusing a huge [index]
-                self.add((*loc, *where), f"step {name!r}: {_reference_error(exc)}")
+            except ReferenceSyntaxError as exc:
+                self.add((*loc, *where), f"step {name!r}: {exc}")
                 continue
             for ref in references:
                 yield (*loc, *where), ref
@@ -358,12 +354,6 @@ def _time_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-def _reference_error(exc: ValueError) -> str:
-    if isinstance(exc, ReferenceSyntaxError):
-        return str(exc)
-    return "a reference has a list index too long to read; an index is a small number such as [0]"
-
-
 def _shown(ref: Reference) -> str:
     """A reference for a message: as written, or its start when it is longer than a line should be."""
     text = str(ref)
@@ -374,6 +364,6 @@ def _wrap_hint(text: str) -> str:
     """``"; did you mean '${steps.a.output}'?"`` when the text is a reference without ``${}``."""
     try:
         ref = parse_reference(text)
-    except ValueError:
+    except ReferenceSyntaxError:
         return ""
     return f"; did you mean '{ref}'?" if ref.root in ("steps", "params") else ""

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias
 
 from orchestrator.definition.references import Reference, parse_reference
+from orchestrator.errors import ExpressionError, ReferenceSyntaxError
 
 MAX_LENGTH = 10_000
 MAX_DEPTH = 100
@@ -33,10 +34,6 @@ MAX_DEPTH = 100
 Scalar: TypeAlias = None | bool | int | float | str
 BoolOpName = typing.Literal["and", "or"]
 CompareOp = typing.Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in"]
-
-
-class ExpressionError(ValueError):
-    """A ``when`` condition does not parse, or cannot be evaluated on the values it names."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +146,7 @@ def _unexpected(text: str, pos: int) -> ExpressionError:
 def _reference(text: str, token: _Token) -> Reference:
     try:
         return parse_reference(token.text[2:-1])
-    except ValueError as exc:  # ReferenceSyntaxError, or int() refusing a huge [index]
+    except ReferenceSyntaxError as exc:
         raise _error(text, token.col, f"malformed reference {token.text}", str(exc)) from exc
 
 

@@ -8,16 +8,15 @@ import re
 import types
 import unicodedata
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from orchestrator.definition.models import STEP_NAME, TASK_NAME, WORKFLOW_ID, Workflow
+from orchestrator.definition.params import type_name
+from orchestrator.definition.source import SourceMap
 from orchestrator.errors import Problem
-
-if TYPE_CHECKING:
-    from orchestrator.definition.loader import SourceMap
 
 Loc = tuple[str | int, ...]
 
@@ -200,8 +199,6 @@ def _lower_first(text: str) -> str:
 
 
 def _type_name(value: Any) -> str:
-    from orchestrator.definition.params import type_name
-
     return type_name(value) if not isinstance(value, str) else f"string {_short(value, 80)}"
 
 

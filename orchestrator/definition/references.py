@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from orchestrator.errors import ReferenceSyntaxError
+
 Root = Literal["params", "steps", "item", "run"]
 PathPart = str | int
 
@@ -29,10 +31,6 @@ _HEAD = re.compile(rf"\s*({_IDENT})")
 RUN_FIELDS = ("id", "date", "workflow")
 MAX_INDEX_DIGITS = 18
 STEP_FIELDS = ("output", "status")
-
-
-class ReferenceSyntaxError(ValueError):
-    """A ``${...}`` reference or template does not parse; the message says why."""
 
 
 @dataclass(frozen=True)

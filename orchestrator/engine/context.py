@@ -1,8 +1,14 @@
-"""Resolving ``${...}`` references of one step against a run's params and upstream outputs."""
+"""Resolving ``${...}`` references of one step: what the step reads from the store, and the values.
+
+:func:`step_reads` says which upstream outputs, statuses and params a step's references name (so a
+delivery reads only those, in the same round trip as its claim); :class:`RunContext` resolves the
+references against what was read.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +19,26 @@ from orchestrator.definition.references import Reference, find_references, follo
 from orchestrator.errors import MissingValue
 
 _MISSING = object()
+
+
+@dataclass(frozen=True)
+class StepReads:
+    """What a step's references need read from the store (upstream outputs, statuses, params)."""
+
+    outputs: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    params: bool = True
+
+
+@dataclass(frozen=True)
+class StepInputs:
+    """What the store read for a step: run fields, upstream outputs and statuses."""
+
+    workflow: str
+    created_at: str
+    params_json: str
+    outputs: dict[str, Any]
+    statuses: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -60,23 +86,32 @@ class RunContext:
         except LookupError as exc:
             raise MissingValue(str(exc)) from None
 
+    @classmethod
+    def of(cls, run_id: str, inputs: StepInputs) -> RunContext:
+        """The context of a step of run ``run_id`` from what the store read for it."""
+        return cls(
+            run_id=run_id,
+            run_date=inputs.created_at[:10],
+            workflow=inputs.workflow,
+            params=json.loads(inputs.params_json),
+            outputs=inputs.outputs,
+            statuses=inputs.statuses,
+        )
+
     def with_item(self, item: Any) -> RunContext:
         return RunContext(self.run_id, self.run_date, self.workflow, self.params, self.outputs, self.statuses, item)
 
 
-def referenced_steps(step: Step, *, for_each: bool = True) -> tuple[set[str], set[str]]:
-    """Steps whose outputs, and steps whose statuses, a step's args/when/key/for_each name.
+def step_reads(step: Step, *, item: bool) -> StepReads:
+    """What a step (``item`` False) or one of its ``for_each`` items (True) must read to resolve its references.
 
-    Args:
-        step: The step.
-        for_each: Count the ``for_each`` expression; an item's execution does not evaluate it.
+    An item's execution does not evaluate ``for_each``: reading its source (an upstream output or
+    a param, the whole list) once per item made a fan-out quadratic.
     """
-    return _split(_references(step, for_each=for_each))
-
-
-def reads_params(step: Step, *, for_each: bool = True) -> bool:
-    """Whether the step's args/when/key (and ``for_each``, if counted) name ``${params...}``."""
-    return any(ref.root == "params" for ref in _references(step, for_each=for_each))
+    refs = _references(step, for_each=not item)
+    outputs = {str(r.name) for r in refs if r.root == "steps" and r.field == "output"}
+    statuses = {str(r.name) for r in refs if r.root == "steps" and r.field == "status"}
+    return StepReads(tuple(sorted(outputs)), tuple(sorted(statuses)), any(r.root == "params" for r in refs))
 
 
 def _references(step: Step, *, for_each: bool) -> list[Reference]:
@@ -87,9 +122,3 @@ def _references(step: Step, *, for_each: bool) -> list[Reference]:
     if step.when is not None:
         refs.extend(expression_references(parse_expression(step.when)))
     return refs
-
-
-def _split(refs: Iterable[Reference]) -> tuple[set[str], set[str]]:
-    outputs = {str(r.name) for r in refs if r.root == "steps" and r.field == "output"}
-    statuses = {str(r.name) for r in refs if r.root == "steps" and r.field == "status"}
-    return outputs, statuses

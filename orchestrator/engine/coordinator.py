@@ -1,9 +1,9 @@
 """The coordinator: submits runs and moves them forward as steps end.
 
-It holds no state of its own: everything is in the :class:`~orchestrator.store.redis_store.RedisRunStore`,
-and messages go out through a :class:`~orchestrator.broker.dispatch.Dispatcher`. Workers use the same
-class to report a step's end, so a run advances wherever its last step finished, with no
-central process in the path.
+It holds no state of its own: everything is in the run store, and messages go out through a
+dispatcher (both are the protocols of :mod:`orchestrator.engine.ports`). Workers use the same class
+to report a step's end, so a run advances wherever its last step finished, with no central
+process in the path.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from orchestrator.broker.dispatch import Delivery, Dispatcher, delivery
 from orchestrator.definition.models import Policy, Workflow
 from orchestrator.definition.params import resolve_params
-from orchestrator.engine.records import RunRecord, StepError, StepStatus, Trigger
-from orchestrator.engine.unit import StepMessage
+from orchestrator.engine.ports import Delivery, Dispatcher, NewRun, RunStore
+from orchestrator.engine.records import Outcome, RunRecord, RunStatus, StepError, Trigger
+from orchestrator.engine.unit import StepMessage, Unit
+from orchestrator.engine.verdicts import CancelVerdict, CompleteVerdict, Completion, ItemVerdict, RecoverVerdict
 from orchestrator.errors import RunStateError, WorkerLost
 from orchestrator.plan.compiler import Plan, compile_workflow
-from orchestrator.store.redis_store import Completion, NewRun, RunStore, Unit
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,13 @@ class Coordinator:
         store: RunStore,
         dispatcher: Dispatcher,
         *,
-        base_policy: Policy | None = None,
-        lease_seconds: float = 15.0,
+        base_policy: Policy,
+        lease_seconds: float,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
-        self.base_policy = base_policy or Policy()
+        self.base_policy = base_policy
         self.lease_seconds = lease_seconds
         self.rand = rand
 
@@ -74,14 +74,14 @@ class Coordinator:
         """
         resolved = resolve_params(workflow.params, params or {})
         plan = self.compile(workflow)
-        run = NewRun(uuid.uuid4().hex, plan, resolved, trigger, started_by, publish_grace=self.lease_seconds)
-        run_id, created = self.store.create_run(run, idempotency_key)
+        run = NewRun(uuid.uuid4().hex, plan, resolved, trigger, self.lease_seconds, started_by)
+        run_id, created = self.store.runs.create(run, idempotency_key)
         if created:  # roots are queued and in the outbox already: publish them
-            self._send(plan, [StepMessage(run_id=run_id, plan_id=plan.plan_id, step=s) for s in plan.roots])
+            self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id) for s in plan.roots])
         return run_id
 
     def get(self, run_id: str) -> RunRecord:
-        return self.store.get_run(run_id)
+        return self.store.runs.get(run_id)
 
     def cancel(self, run_id: str) -> RunRecord:
         """Cancel a run: unfinished steps end cancelled, queued messages are revoked.
@@ -89,10 +89,10 @@ class Coordinator:
         Raises:
             RunNotFound: no such run.
         """
-        plan = self.store.load_plan(self.store.run_meta(run_id)["plan_id"])
-        verdict, task_ids = self.store.cancel(run_id, list(plan.steps))
-        if verdict == "ok":
-            self.dispatcher.revoke(task_ids)
+        plan, _ = self.store.runs.plan_of(run_id)
+        cancellation = self.store.runs.cancel(run_id, list(plan.steps))
+        if cancellation.verdict is CancelVerdict.OK:
+            self.dispatcher.revoke(cancellation.task_ids)
         return self.get(run_id)
 
     def retry(self, run_id: str) -> RunRecord:
@@ -102,51 +102,34 @@ class Coordinator:
             RunNotFound: no such run.
             RunStateError: the run is still running.
         """
-        meta = self.store.run_meta(run_id)
-        if meta["status"] in ("pending", "running"):
-            raise RunStateError(f"run {run_id} is {meta['status']}; cancel it first or wait for it to finish")
-        plan = self.store.load_plan(meta["plan_id"])
-        start, skip = self.store.reset_for_retry(plan, run_id)
-        self._dispatch(plan, run_id, start)
+        plan, status = self.store.runs.plan_of(run_id)
+        if not RunStatus(status).finished:
+            raise RunStateError(f"run {run_id} is {status}; cancel it first or wait for it to finish")
+        start, skip = self.store.runs.reset_for_retry(plan, run_id)
+        if start:
+            self.store.steps.mark_queued(run_id, start, self.lease_seconds)
+            self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id) for s in start])
         for step in skip:
-            self.finish(plan, Unit(run_id, step), "", StepStatus.SKIPPED)
+            self.finish(plan, Unit(run_id, step), "", Outcome.skipped())
         return self.get(run_id)
 
     # --- step lifecycle (called by workers) ----------------------------------------------------
 
-    def finish(
-        self,
-        plan: Plan,
-        unit: Unit,
-        task_id: str,
-        status: StepStatus,
-        *,
-        output: Any = None,
-        error: StepError | None = None,
-    ) -> Completion:
+    def finish(self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome) -> Completion:
         """End a step, dispatch the dependents that fire and skip those whose rule can no longer hold."""
-        completion = self.store.complete(
-            plan, unit, task_id, status, output=output, error=error, lease_seconds=self.lease_seconds
-        )
-        self._advance(plan, unit.run_id, completion)
-        return completion
-
-    def _advance(self, plan: Plan, run_id: str, completion: Completion) -> None:
+        completion = self._complete(plan, unit, task_id, outcome)
         pending = [completion]
         while pending:
             current = pending.pop()
-            if current.verdict != "ok":
+            if current.verdict is not CompleteVerdict.OK:
                 continue
             if current.fired:
-                self._send(plan, [StepMessage(run_id=run_id, plan_id=plan.plan_id, step=s) for s in current.fired])
+                self._send(plan, [StepMessage.of(Unit(unit.run_id, s), plan.plan_id) for s in current.fired])
             for step in current.skipped:
-                pending.append(
-                    self.store.complete(
-                        plan, Unit(run_id, step), "", StepStatus.SKIPPED, lease_seconds=self.lease_seconds
-                    )
-                )
+                pending.append(self._complete(plan, Unit(unit.run_id, step), "", Outcome.skipped()))
             if current.run_finished:
-                self._run_hook(plan, run_id, current.run_status)
+                self._run_hook(plan, unit.run_id, current.run_status)
+        return completion
 
     def attempt_failed(self, plan: Plan, message: StepMessage, task_id: str, error: StepError, retryable: bool) -> str:
         """Handle a failed attempt: retry it with backoff if the policy allows, else fail the step.
@@ -155,42 +138,44 @@ class Coordinator:
             ``"retrying"``, ``"failed"``, or ``"stale"`` when this execution no longer owned the step.
         """
         policy = plan.steps[message.step].policy.retry
-        unit = Unit(message.run_id, message.step, message.item)
+        unit = message.unit
         if retryable and message.attempt < policy.max_attempts:
             delay = policy.delay_for(message.attempt, self.rand())
             guard = time.time() + delay + self.lease_seconds
-            if not self.store.schedule_retry(unit, task_id, error, guard):
+            if not self.store.steps.schedule_retry(unit, task_id, error, guard):
                 return "stale"
-            retry = message.model_copy(update={"attempt": message.attempt + 1})
-            self._send(plan, [retry], countdown=delay)
+            self._send(plan, [message.next_attempt()], countdown=delay)
             return "retrying"
         if message.item is not None:
-            verdict, step_task = self.store.complete_item(unit, task_id, StepStatus.FAILED, error=error)
-            if verdict == "step_failed":
-                self.finish(plan, Unit(message.run_id, message.step), step_task, StepStatus.FAILED, error=error)
-            return "failed" if verdict != "stale" else "stale"
-        completion = self.finish(plan, unit, task_id, StepStatus.FAILED, error=error)
-        return "failed" if completion.verdict == "ok" else "stale"
+            ended = self.store.steps.complete_item(unit, task_id, Outcome.failed(error))
+            if ended.verdict is ItemVerdict.STEP_FAILED:
+                self.finish(plan, unit.parent, ended.step_task_id, Outcome.failed(error))
+            return "stale" if ended.verdict is ItemVerdict.STALE else "failed"
+        completion = self.finish(plan, unit, task_id, Outcome.failed(error))
+        return "failed" if completion.verdict is CompleteVerdict.OK else "stale"
+
+    def lost(self, plan: Plan, message: StepMessage, task_id: str, deaths: int) -> None:
+        """Fail a unit whose executions killed their workers too often (a poison step): never run it again."""
+        error = StepError(type=WorkerLost.__name__, message=f"the worker running it died {deaths} times")
+        self.attempt_failed(plan, message, task_id, error, retryable=False)
 
     def item_succeeded(self, plan: Plan, message: StepMessage, task_id: str, output: Any) -> None:
         """Record one item's output; the last item ends the step with the list of outputs."""
-        assert message.item is not None
-        unit = Unit(message.run_id, message.step, message.item)
-        verdict, step_task = self.store.complete_item(unit, task_id, StepStatus.SUCCEEDED, output=output)
-        if verdict == "all_done":
-            state = self.store.unit_state(Unit(message.run_id, message.step))
-            outputs = self.store.item_outputs(message.run_id, message.step, int(state.get("items", 0)))
-            self.finish(plan, Unit(message.run_id, message.step), step_task, StepStatus.SUCCEEDED, output=outputs)
+        ended = self.store.steps.complete_item(message.unit, task_id, Outcome.succeeded(output))
+        if ended.verdict is ItemVerdict.ALL_DONE:
+            step = message.unit.parent
+            outputs = self.store.steps.item_outputs(step)
+            self.finish(plan, step, ended.step_task_id, Outcome.succeeded(outputs))
 
     def fan_out(self, plan: Plan, message: StepMessage, task_id: str, items: Sequence[Any]) -> None:
         """Start one message per item of a ``for_each`` step, in pipelined batches."""
-        unit = Unit(message.run_id, message.step)
+        unit = message.unit
         if not items:
-            self.finish(plan, unit, task_id, StepStatus.SUCCEEDED, output=[])
+            self.finish(plan, unit, task_id, Outcome.succeeded([]))
             return
-        self.store.start_fan_out(unit, items)
-        self._send(plan, [message.model_copy(update={"item": i, "attempt": 1}) for i in range(len(items))])
-        self.store.fanned_out(unit)
+        self.store.steps.start_fan_out(unit, items)
+        self._send(plan, [StepMessage.of(Unit(unit.run_id, unit.step, i), plan.plan_id) for i in range(len(items))])
+        self.store.steps.fanned_out(unit)
 
     # --- recovery ----------------------------------------------------------------------------
 
@@ -201,37 +186,33 @@ class Coordinator:
         claims drop duplicate messages. Returns how many units were re-dispatched.
         """
         count = 0
-        for member in self.store.expired_leases(time.time(), limit):
-            verdict, message, task_id = self.store.recover(member, self.lease_seconds)
+        for unit in self.store.leases.expired(time.time(), limit):
+            recovery = self.store.leases.recover(unit, self.lease_seconds)
+            message = recovery.message
             if message is None:
                 continue
-            plan = self.store.load_plan(message.plan_id)
-            if verdict == "skip":
-                self.finish(plan, Unit(message.run_id, message.step), "", StepStatus.SKIPPED)
-                continue
-            if verdict == "poison":
-                error = StepError(type=WorkerLost.__name__, message="its worker died too many times running it")
-                self.attempt_failed(plan, message, task_id, error, retryable=False)
-                continue
-            log.warning("re-dispatching %s (attempt %s): its lease expired", member, message.attempt)
-            self._send(plan, [message])
-            count += 1
+            plan = self.store.runs.plan(message.plan_id)
+            if recovery.verdict is RecoverVerdict.SKIP:
+                self.finish(plan, unit, "", Outcome.skipped())
+            elif recovery.verdict is RecoverVerdict.POISON:
+                self.lost(plan, message, recovery.task_id, recovery.deaths)
+            else:
+                log.warning("re-dispatching %s (attempt %s): its lease expired", unit, message.attempt)
+                self._send(plan, [message])
+                count += 1
         return count
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _dispatch(self, plan: Plan, run_id: str, steps: Sequence[str]) -> None:
-        if steps:
-            self.store.mark_queued(run_id, steps, self.lease_seconds)
-            self._send(plan, [StepMessage(run_id=run_id, plan_id=plan.plan_id, step=s) for s in steps])
+    def _complete(self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome) -> Completion:
+        return self.store.steps.complete(plan, unit, task_id, outcome, lease_seconds=self.lease_seconds)
 
     def _send(self, plan: Plan, messages: Sequence[StepMessage], countdown: float | None = None) -> None:
-        deliveries: list[Delivery] = [delivery(plan, m, countdown) for m in messages]
-        self.dispatcher.send(deliveries)
-        self.store.published(Unit(m.run_id, m.step) for m in messages if m.item is None)
+        self.dispatcher.send([Delivery.of(plan, m, countdown) for m in messages])
+        self.store.steps.published(m.unit for m in messages if m.item is None)
 
     def _run_hook(self, plan: Plan, run_id: str, status: str) -> None:
-        hook = plan.on_success if status == "succeeded" else plan.on_failure
+        hook = plan.on_success if status == RunStatus.SUCCEEDED else plan.on_failure
         if hook is None:
             return
         record = self.get(run_id).model_dump(mode="json")

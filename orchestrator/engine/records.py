@@ -1,7 +1,15 @@
-"""The run record of SPEC.md: statuses and the models ``status --json`` and the API return."""
+"""The run record: statuses, triggers, and the models ``status --json`` prints, parsed from the store.
+
+A run is a hash of its own fields and a hash per step (see :mod:`orchestrator.store.keys`); the
+field names are the record's, so :meth:`RunRecord.from_redis` and :meth:`StepRecord.from_redis`
+are the one place that reads them back.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -37,15 +45,15 @@ class StepStatus(StrEnum):
 
 
 FINISHED_STEP = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED})
+SKIPPING = "skipping"
+"""Stored only: the instant between a join deciding to skip a step and the step ending skipped."""
 
 
 class Trigger(StrEnum):
+    """What started a run."""
+
     CLI = "cli"
-    API = "api"
     SCHEDULE = "schedule"
-    WEBHOOK = "webhook"
-    SENSOR = "sensor"
-    RETRY = "retry"
 
 
 class StepError(BaseModel):
@@ -55,6 +63,35 @@ class StepError(BaseModel):
 
     type: str
     message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt (or the orchestrator, for a skip) ended a step or item: status, output, error."""
+
+    status: StepStatus
+    output: Any = None
+    error: StepError | None = None
+
+    @classmethod
+    def succeeded(cls, output: Any) -> Outcome:
+        return cls(StepStatus.SUCCEEDED, output=output)
+
+    @classmethod
+    def failed(cls, error: StepError) -> Outcome:
+        return cls(StepStatus.FAILED, error=error)
+
+    @classmethod
+    def skipped(cls) -> Outcome:
+        return cls(StepStatus.SKIPPED)
+
+    def output_json(self) -> str:
+        """The output as JSON for a succeeded outcome, ``""`` for none."""
+        return json.dumps(self.output) if self.status is StepStatus.SUCCEEDED else ""
+
+    def error_json(self) -> str:
+        """The error as JSON, ``""`` for none."""
+        return self.error.model_dump_json() if self.error else ""
 
 
 class StepRecord(BaseModel):
@@ -68,6 +105,23 @@ class StepRecord(BaseModel):
     error: StepError | None = None
     items: int | None = Field(default=None, description="For for_each steps: how many items.")
     items_done: int | None = None
+
+    @classmethod
+    def from_redis(cls, state: Mapping[str, str], output: str | None) -> StepRecord:
+        """A step from its hash and its output's JSON (None when it has none)."""
+        status = state.get("status", StepStatus.PENDING.value)
+        return cls(
+            status=StepStatus.SKIPPED if status == SKIPPING else StepStatus(status),
+            attempts=int(state.get("attempts", 0)),
+            task_id=state.get("task_id") or None,
+            worker=state.get("worker") or None,
+            started_at=state.get("started_at") or None,
+            finished_at=state.get("finished_at") or None,
+            output=json.loads(output) if output is not None else None,
+            error=StepError.model_validate_json(state["error"]) if state.get("error") else None,
+            items=int(state["items"]) if state.get("items") else None,
+            items_done=int(state["items_done"]) if state.get("items_done") else None,
+        )
 
 
 class RunRecord(BaseModel):
@@ -85,6 +139,24 @@ class RunRecord(BaseModel):
     finished_at: str | None = None
     definition_hash: str | None = None
     steps: dict[str, StepRecord] = Field(default_factory=dict)
+
+    @classmethod
+    def from_redis(cls, meta: Mapping[str, str], steps: Mapping[str, StepRecord]) -> RunRecord:
+        """A run from its own hash and its steps' records."""
+        return cls(
+            run_id=meta["run_id"],
+            workflow=meta["workflow"],
+            version=int(meta["version"]) if meta.get("version") else None,
+            status=RunStatus(meta["status"]),
+            trigger=Trigger(meta["trigger"]),
+            started_by=meta.get("started_by") or None,
+            params=json.loads(meta.get("params") or "{}"),
+            created_at=meta["created_at"],
+            started_at=meta.get("started_at") or None,
+            finished_at=meta.get("finished_at") or None,
+            definition_hash=meta.get("definition_hash") or None,
+            steps=dict(steps),
+        )
 
 
 def now_iso() -> str:

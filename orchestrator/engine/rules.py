@@ -1,8 +1,8 @@
-"""Trigger rules: what a join decides each time one of a step's needs ends.
+"""Trigger rules: what a step's join decides each time one of its needs ends.
 
-The same table is implemented in ``lua/complete.lua`` (where the decision is taken atomically
-with recording the arrival); ``tests/orchestrator/test_store.py`` checks the two agree on every
-combination.
+A step's *join* is where the outcomes of its needs arrive (``Keys.join``). The same table is
+implemented in ``orchestrator/store/lua/complete.lua``, where the decision is taken atomically with
+recording the arrival; ``tests/store/test_store.py`` checks the two agree on every combination.
 """
 
 from __future__ import annotations

@@ -1,21 +1,53 @@
-"""The wire format of the one task the orchestrator sends: run this step (or item) of this run.
+"""The unit of work (a step, or one item of a ``for_each`` step) and the message that delivers it.
 
-Messages name a step, they do not carry the plan, arguments or upstream outputs: workers read
-those from the run store. So a message has the same small size whatever the DAG (nested Celery
-canvases grow with it, celery#5000), and a redelivered message can be checked against the run
-state before anything runs.
+A :class:`Unit` names the work; its string form ``run|step|item`` is what the leases and the
+outbox hold (:meth:`Unit.parse` reads it back). A :class:`StepMessage` is the wire format of the
+one task the orchestrator sends, a unit plus the plan and attempt it is for. Messages name a
+step; they do not carry the plan, arguments or upstream outputs: workers read those from the run
+store. So a message has the same small size whatever the DAG (nested Celery canvases grow with
+it, celery#5000), and a redelivered message can be checked against the run state before
+anything runs.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
 STEP_TASK = "orchestrator.step"
-HOOK_TASK = "orchestrator.hook"
+"""The name of the step task, sent by name (the coordinator never imports the worker package)."""
 HEADERS_ESTIMATE = 600
 """Bytes of Celery protocol-2 headers around a body (task name, id, retries, time limits, reprs)."""
+
+
+@dataclass(frozen=True, order=True)
+class Unit:
+    """One unit of work: a step of a run, or one item of a ``for_each`` step."""
+
+    run_id: str
+    step: str
+    item: int | None = None
+
+    def __str__(self) -> str:
+        """``run|step|item`` (``run|step|`` for a step): the member naming it in leases and the outbox."""
+        return f"{self.run_id}|{self.step}|{'' if self.item is None else self.item}"
+
+    @classmethod
+    def parse(cls, member: str) -> Unit:
+        """Inverse of ``str(unit)``.
+
+        Raises:
+            ValueError: the text is not ``run|step|item``.
+        """
+        run_id, step, item = member.split("|", 2)
+        return cls(run_id, step, int(item) if item else None)
+
+    @property
+    def parent(self) -> Unit:
+        """The step itself (for an item, the ``for_each`` step it belongs to)."""
+        return Unit(self.run_id, self.step) if self.item is not None else self
 
 
 class StepMessage(BaseModel):
@@ -36,6 +68,17 @@ class StepMessage(BaseModel):
     step: str
     attempt: int = 1
     item: int | None = None
+
+    @classmethod
+    def of(cls, unit: Unit, plan_id: str, attempt: int = 1) -> StepMessage:
+        return cls(run_id=unit.run_id, plan_id=plan_id, step=unit.step, attempt=attempt, item=unit.item)
+
+    @property
+    def unit(self) -> Unit:
+        return Unit(self.run_id, self.step, self.item)
+
+    def next_attempt(self) -> StepMessage:
+        return self.model_copy(update={"attempt": self.attempt + 1})
 
     def size(self) -> int:
         """Bytes of the whole message: protocol-2 body plus headers (reprs of the kwargs included)."""

@@ -1,36 +1,22 @@
-"""The compiler: a pure function from a :class:`Workflow` to an executable :class:`Plan`.
+"""The compiler: a pure function from a :class:`Workflow` to the :class:`Plan` the engine executes.
 
-The plan is what workers execute: for each step its needs (the join it waits on), its
-dependents (whom its outcome is reported to) and its resolved policy. It is stored once per
-definition version, content-addressed by :attr:`Plan.plan_id`; messages only name a step.
-:func:`report` adds the analysis ``orchestrator plan`` prints: the canvas, the runtime joins, the
-critical path, the widest level and the largest message.
+The plan says, for each step, its needs (what its join waits for), its dependents (whom its
+outcome is reported to), its trigger rule and its resolved policy. It is stored once per
+definition and settings layer, content-addressed by :attr:`Plan.plan_id`; messages only name a
+step. How the DAG maps onto Celery canvas is analysis, not execution: :mod:`orchestrator.analysis`
+computes it when ``orchestrator plan`` asks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from enum import StrEnum
 
 from pydantic import Field
 
-from orchestrator.analysis import canvas as cv
 from orchestrator.definition.graph import Dag
 from orchestrator.definition.models import Model, Policy, TriggerRule, Workflow
-from orchestrator.engine.unit import StepMessage
-from orchestrator.plan.policy import ResolvedPolicy, resolve
-
-RUN_ID_EXAMPLE = "0" * 32
-
-
-class JoinKind(StrEnum):
-    """How a step is started, in Celery canvas terms."""
-
-    ROOT = "root"  # no needs: part of the first group
-    LINK = "link"  # one need: a chain link
-    CHORD = "chord"  # several needs that canvas expresses exactly (group -> step)
-    RUNTIME = "runtime"  # several needs in a non-series-parallel block: a runtime join
+from orchestrator.plan.policy import ResolvedPolicy, base_policy, resolve
 
 
 class StepPlan(Model):
@@ -41,12 +27,13 @@ class StepPlan(Model):
     needs: tuple[str, ...]
     dependents: tuple[str, ...]
     trigger_rule: TriggerRule
-    join: JoinKind
     policy: ResolvedPolicy
     fan_out: bool = False
 
 
 class HookPlan(Model):
+    """A task sent with the finished run record (``on_success`` / ``on_failure``)."""
+
     task: str
     queue: str
 
@@ -59,6 +46,8 @@ class Plan(Model):
         definition_hash: Content hash of the definition alone (recorded on each run).
         definition: The workflow itself (workers render args and conditions from it).
         steps: Every step, in topological order.
+        roots: Steps without needs, started when a run is submitted.
+        base_policy: The settings layer the plan was compiled with.
     """
 
     plan_id: str
@@ -68,7 +57,7 @@ class Plan(Model):
     roots: tuple[str, ...]
     on_success: HookPlan | None = None
     on_failure: HookPlan | None = None
-    base_policy: Policy = Field(default_factory=Policy)
+    base_policy: Policy = Field(default_factory=base_policy)
 
     @property
     def workflow(self) -> str:
@@ -89,22 +78,20 @@ def compile_workflow(workflow: Workflow, base: Policy | None = None) -> Plan:
 
     Args:
         workflow: A definition that passed validation (acyclic, needs exist).
-        base: The project-wide policy layer from settings (queue, timeout, retry defaults).
+        base: The project-wide policy layer from settings (queue, timeout, retry defaults);
+            by default the built-in defaults of :class:`config.StepDefaults`.
 
     Returns:
         The plan; pure and deterministic.
     """
-    base = base or Policy()
+    base = base or base_policy()
     dag = Dag({name: tuple(dict.fromkeys(step.needs)) for name, step in workflow.steps.items()})
-    tree = cv.decompose(dag)
-    runtime = cv.runtime_joins(tree)
     # Most steps set the same policy fields (usually none): resolve each distinct set once.
     # The key holds every field ``Step.policy`` reads; the models are frozen, hence hashable.
     policies: dict[tuple[object, ...], ResolvedPolicy] = {}
     steps: dict[str, StepPlan] = {}
     for name in dag.order:
         step = workflow.steps[name]
-        needs = dag.needs[name]
         layer = (step.queue, step.timeout, step.soft_timeout, step.retry)
         policy = policies.get(layer)
         if policy is None:
@@ -112,20 +99,18 @@ def compile_workflow(workflow: Workflow, base: Policy | None = None) -> Plan:
         steps[name] = StepPlan(
             name=name,
             task=step.task,
-            needs=needs,
+            needs=dag.needs[name],
             dependents=dag.dependents[name],
             trigger_rule=step.trigger_rule,
-            join=_join_kind(needs, name in runtime),
             policy=policy,
             fan_out=step.for_each is not None,
         )
-    definition = definition_hash(workflow)
     hooks = {}
     for key in ("on_success", "on_failure"):
         hook = getattr(workflow, key)
         if hook is not None:
-            queue = hook.queue or resolve([base, workflow.defaults]).queue
-            hooks[key] = HookPlan(task=hook.task, queue=queue)
+            hooks[key] = HookPlan(task=hook.task, queue=hook.queue or resolve([base, workflow.defaults]).queue)
+    definition = definition_hash(workflow)
     base_hash = hashlib.sha256(base.model_dump_json().encode()).hexdigest()
     return Plan(
         plan_id=hashlib.sha256(f"{definition}:{base_hash}".encode()).hexdigest()[:24],
@@ -135,66 +120,4 @@ def compile_workflow(workflow: Workflow, base: Policy | None = None) -> Plan:
         roots=tuple(n for n in dag.order if not dag.needs[n]),
         base_policy=base,
         **hooks,
-    )
-
-
-def _join_kind(needs: tuple[str, ...], runtime: bool) -> JoinKind:
-    if not needs:
-        return JoinKind.ROOT
-    if runtime and len(needs) > 1:
-        return JoinKind.RUNTIME
-    return JoinKind.LINK if len(needs) == 1 else JoinKind.CHORD
-
-
-class PlanReport(Model):
-    """What ``orchestrator plan`` prints."""
-
-    workflow: str
-    plan_id: str
-    steps: int
-    canvas: str
-    runtime_joins: dict[str, tuple[str, ...]]
-    fan_out: tuple[str, ...]
-    critical_path: tuple[str, ...]
-    widest_level: int
-    widest_level_steps: tuple[str, ...]
-    largest_message_bytes: int
-    levels: int
-
-
-def report(plan: Plan) -> PlanReport:
-    """Analyse a plan: canvas notation, runtime joins, critical path, widest level, message size."""
-    dag = plan.dag()
-    tree = cv.decompose(dag)
-    levels: dict[int, list[str]] = {}
-    for name, level in dag.levels.items():
-        levels.setdefault(level, []).append(name)
-    widest = max(levels.values(), key=len, default=[])
-    path, _ = dag.longest_path(dict.fromkeys(dag.needs, 1.0))
-    fan_out = tuple(n for n, s in plan.steps.items() if s.fan_out)
-    largest = max(
-        (
-            StepMessage(
-                run_id=RUN_ID_EXAMPLE,
-                plan_id=plan.plan_id,
-                step=n,
-                attempt=s.policy.retry.max_attempts,
-                item=0 if s.fan_out else None,
-            ).size()
-            for n, s in plan.steps.items()
-        ),
-        default=0,
-    )
-    return PlanReport(
-        workflow=plan.workflow,
-        plan_id=plan.plan_id,
-        steps=len(plan.steps),
-        canvas=cv.render(tree, frozenset(fan_out)),
-        runtime_joins=dict(cv.runtime_joins(tree)),
-        fan_out=fan_out,
-        critical_path=tuple(path),
-        widest_level=len(widest),
-        widest_level_steps=tuple(widest),
-        largest_message_bytes=largest,
-        levels=len(levels),
     )

@@ -1,8 +1,9 @@
-"""Execution policy per step: layered lookup and retry backoff.
+"""Execution policy per step: layered lookup, retry backoff and time limits.
 
-Lookup is layered like dramatiq's options: the project's settings, then the workflow's
-``defaults``, then the step itself; the first layer that sets a field wins, field by field
-(a step that sets only ``retry.max_attempts`` keeps the workflow's ``delay``).
+Lookup is layered like dramatiq's options: the project's settings (``ORCH_DEFAULTS__*``), then the
+workflow's ``defaults``, then the step itself; the first layer that sets a field wins, field by
+field (a step that sets only ``retry.max_attempts`` keeps the workflow's ``delay``). The values a
+step gets when nobody says anything are written once, in :class:`config.StepDefaults`.
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ from collections.abc import Sequence
 from config import StepDefaults
 from orchestrator.definition.models import Backoff, Model, Policy, RetrySpec
 
-DEFAULT_RETRY_ON = ("ConnectionError", "TimeoutError")
+HARD_LIMIT_GRACE = 10.0
+"""Seconds between the soft time limit (raised inside the task) and the hard kill of its process."""
+
+_DEFAULTS = StepDefaults()
 
 
 class RetryPolicy(Model):
     """A fully resolved retry policy."""
 
-    max_attempts: int = 1
-    backoff: Backoff = Backoff.EXPONENTIAL
-    delay: float = 1.0
-    max_delay: float = 300.0
-    jitter: bool = True
-    on: tuple[str, ...] = DEFAULT_RETRY_ON
+    max_attempts: int = _DEFAULTS.max_attempts
+    backoff: Backoff = Backoff(_DEFAULTS.backoff)
+    delay: float = _DEFAULTS.delay
+    max_delay: float = _DEFAULTS.max_delay
+    jitter: bool = _DEFAULTS.jitter
+    on: tuple[str, ...] = tuple(_DEFAULTS.retry_on)
 
     def delay_for(self, failed_attempt: int, rand: float = 1.0) -> float:
         """Seconds to wait before the attempt after ``failed_attempt`` (1-based).
@@ -49,10 +53,28 @@ class RetryPolicy(Model):
 class ResolvedPolicy(Model):
     """Everything a worker needs to run one step: queue, limits and retries."""
 
-    queue: str = "default"
-    timeout: float | None = 3600.0
-    soft_timeout: float | None = None
+    queue: str = _DEFAULTS.queue
+    timeout: float | None = _DEFAULTS.timeout
+    soft_timeout: float | None = _DEFAULTS.soft_timeout
     retry: RetryPolicy = RetryPolicy()
+
+    def time_limits(self) -> tuple[float | None, float | None]:
+        """``(soft, hard)`` time limits of one attempt, in seconds.
+
+        ``timeout`` is the soft limit (raised inside the task, handled as a ``TimeoutError``);
+        the hard kill follows :data:`HARD_LIMIT_GRACE` later. An explicit ``soft_timeout`` moves
+        the soft limit earlier and keeps ``timeout`` as the hard one.
+        """
+        if self.soft_timeout is not None:
+            return self.soft_timeout, self.timeout
+        if self.timeout is None:
+            return None, None
+        return self.timeout, self.timeout + HARD_LIMIT_GRACE
+
+    @property
+    def limit(self) -> float | None:
+        """The limit a timed-out attempt exceeded first (for its error message)."""
+        return self.time_limits()[0]
 
 
 def resolve(layers: Sequence[Policy | None]) -> ResolvedPolicy:
@@ -72,8 +94,9 @@ def _set_fields(spec: RetrySpec) -> dict[str, object]:
     return {k: getattr(spec, k) for k in spec.model_fields_set if getattr(spec, k) is not None}
 
 
-def base_policy(defaults: StepDefaults) -> Policy:
-    """The settings layer (``ORCH_DEFAULTS__*``) as a :class:`Policy`."""
+def base_policy(defaults: StepDefaults | None = None) -> Policy:
+    """The settings layer (``ORCH_DEFAULTS__*``) as a :class:`Policy`; by default the built-in defaults."""
+    defaults = defaults or _DEFAULTS
     return Policy(
         queue=defaults.queue,
         timeout=defaults.timeout,

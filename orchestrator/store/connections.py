@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 from redis import Redis
 from redis.sentinel import Sentinel
 
+from config import REDIS_SCHEMES, url_scheme
 from orchestrator.errors import ConfigurationError
 
 SENTINEL_PORT = 26379
@@ -23,7 +24,8 @@ def redis_client(url: str, *, sentinel_master: str | None = None) -> Redis:
     Raises:
         ConfigurationError: a sentinel URL without a master name, or an unknown scheme.
     """
-    if url.startswith("sentinel://"):
+    scheme = url_scheme(url)
+    if scheme == "sentinel":
         if not sentinel_master:
             raise ConfigurationError("a sentinel:// URL needs the master's name in ORCH_SENTINEL_MASTER")
         parts = [urlparse(part) for part in url.split(";")]
@@ -37,8 +39,9 @@ def redis_client(url: str, *, sentinel_master: str | None = None) -> Redis:
             sentinel_master, db=db, password=last.password, decode_responses=True, socket_timeout=30
         )
         return master
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if scheme == "redis+socket":  # kombu's spelling of a unix socket
+        url = "unix://" + url.removeprefix("redis+socket://")
+    if scheme in REDIS_SCHEMES:
         return Redis.from_url(url, decode_responses=True, health_check_interval=30)
-    raise ConfigurationError(
-        f"the run store needs a Redis URL (redis://, rediss://, unix://, sentinel://), not {url!r}"
-    )
+    schemes = ", ".join(f"{s}://" for s in sorted(REDIS_SCHEMES))
+    raise ConfigurationError(f"the run store needs a Redis URL ({schemes}), not {scheme or 'no'} scheme")

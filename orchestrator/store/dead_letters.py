@@ -15,17 +15,12 @@ import time
 import uuid
 from typing import Any, cast
 
-from celery import Celery
 from pydantic import BaseModel, ConfigDict
 from redis import Redis
 
 from orchestrator.engine.records import now_iso
-from orchestrator.errors import OrchestratorError
+from orchestrator.errors import DeadLetterNotFound
 from orchestrator.store.keys import Keys
-
-
-class DeadLetterNotFound(OrchestratorError):
-    """No dead letter with that id."""
 
 
 class DeadLetter(BaseModel):
@@ -128,23 +123,3 @@ class DeadLetters:
         pipe.hdel(self.keys.dead_letters(), letter_id)
         pipe.zrem(self.keys.dead_letter_index(), letter_id)
         pipe.execute()
-
-    def replay(self, letter_id: str, app: Celery) -> DeadLetter:
-        """Publish a dead letter back to its queue as it was, and forget it.
-
-        Raises:
-            DeadLetterNotFound: no such id.
-        """
-        letter = self.get(letter_id)
-        with app.producer_or_acquire() as producer:
-            producer.publish(
-                letter.raw_body(),
-                exchange="",
-                routing_key=letter.queue,
-                headers=letter.headers,
-                content_type=letter.content_type or "application/json",
-                content_encoding=letter.content_encoding or "utf-8",
-                retry=True,
-            )
-        self.remove(letter_id)
-        return letter

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator.engine.unit import Unit
+
 DEFAULT_PREFIX = "orch"
 
 
@@ -42,6 +44,12 @@ class Keys:
     def item(self, run_id: str, step: str, index: int) -> str:
         """Hash: the state of one item of a ``for_each`` step."""
         return f"{self.prefix}:run:{{{run_id}}}:step:{step}:item:{index}"
+
+    def unit(self, unit: Unit) -> str:
+        """Hash: the state of a unit of work, :meth:`step` or :meth:`item`."""
+        if unit.item is None:
+            return self.step(unit.run_id, unit.step)
+        return self.item(unit.run_id, unit.step, unit.item)
 
     def output(self, run_id: str, step: str) -> str:
         """String: a step's output as JSON."""
@@ -91,11 +99,11 @@ class Keys:
 
     # --- liveness ---
     def leases(self) -> str:
-        """Sorted set: ``run|step|item`` of every running step scored by lease expiry (epoch s)."""
+        """Sorted set: every running unit (``str(Unit)``, ``run|step|item``) scored by lease expiry (epoch s)."""
         return f"{self.prefix}:leases"
 
     def outbox(self) -> str:
-        """Sorted set: ``run|step|`` of steps marked queued whose message may not be published yet,
+        """Sorted set: steps marked queued (``str(Unit)``) whose message may not be published yet,
         scored by when to publish it again if it still is there."""
         return f"{self.prefix}:outbox"
 
@@ -106,18 +114,3 @@ class Keys:
     def sweeper_lock(self) -> str:
         """String: held by the one process sweeping expired leases right now."""
         return f"{self.prefix}:lock:sweeper"
-
-    def scheduler_lock(self, entry: str, tick: str) -> str:
-        """String: claims one beat tick of one schedule entry, so each tick starts one run."""
-        return f"{self.prefix}:lock:schedule:{entry}:{tick}"
-
-
-def lease_member(run_id: str, step: str, item: int | None = None) -> str:
-    """The member naming one unit of work in :meth:`Keys.leases`."""
-    return f"{run_id}|{step}|{'' if item is None else item}"
-
-
-def parse_lease_member(member: str) -> tuple[str, str, int | None]:
-    """Inverse of :func:`lease_member`."""
-    run_id, step, item = member.split("|", 2)
-    return run_id, step, (int(item) if item else None)

@@ -2,9 +2,9 @@
 
 ``cron`` entries use croniter in the entry's own time zone (Celery's ``crontab`` matches fields
 in the app's time zone, so "02:15 Europe/Paris" would drift with daylight saving time). Each beat
-entry sends :data:`START_RUN_TASK`; the task takes a Redis lock named after the entry and the
-tick it belongs to, so two beat processes (a failover, a mistaken double deployment) still start
-one run per tick.
+entry sends :data:`START_RUN_TASK`; the task submits the run with an idempotency key named after
+the entry and the tick it belongs to, so two beat processes (a failover, a mistaken double
+deployment) still start one run per tick.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ START_RUN_TASK = "orchestrator.start_run"
 
 @dataclass(frozen=True)
 class Tick:
-    """The tick a schedule entry is in at some moment: its name is the lock key's suffix."""
+    """The tick a schedule entry is in at some moment; its name ends the run's submission key."""
 
     entry: str
     at: datetime

@@ -10,7 +10,7 @@ from orchestrator.analysis.canvas import (
     Canvas,
     Chain,
     Group,
-    Joins,
+    Prime,
     Task,
     children,
     decompose,
@@ -51,7 +51,7 @@ def check_shape(tree: Canvas) -> None:
         elif isinstance(node, Group):
             assert len(node.items) >= 2
             assert not any(isinstance(item, Group) for item in node.items)
-        elif isinstance(node, Joins):
+        elif isinstance(node, Prime):
             assert len(node.nodes) >= 4
             for run in node.nodes:
                 assert isinstance(run, Task) or all(isinstance(t, Task) for t in children(run))
@@ -65,7 +65,7 @@ def check_shape(tree: Canvas) -> None:
 def test_the_smallest_non_series_parallel_dag_gets_a_runtime_join_and_no_false_wait() -> None:
     dag = graph("a>c a>d b>d")
     tree = decompose(dag)
-    assert tree == Joins(tasks("a", "b", "c", "d"), ((0, 2), (0, 3), (1, 3)))
+    assert tree == Prime(tasks("a", "b", "c", "d"), ((0, 2), (0, 3), (1, 3)))
     assert runtime_joins(tree) == {"c": ("a",), "d": ("a", "b")}
     assert ("b", "c") not in precedence(tree)  # group(a, b) -> c would make c wait for b
     assert precedence(tree) == dag.closure()
@@ -132,7 +132,7 @@ def test_linear_runs_in_a_prime_block_are_chains_joined_at_their_ends() -> None:
     # The N shape with a and d stretched into runs: a1>a2 and d1>d2.
     dag = graph("a1>a2>c a2>d1>d2 b>d1")
     tree = decompose(dag)
-    assert tree == Joins(
+    assert tree == Prime(
         (Chain(tasks("a1", "a2")), Task("b"), Task("c"), Chain(tasks("d1", "d2"))),
         ((0, 2), (0, 3), (1, 3)),
     )
@@ -144,7 +144,7 @@ def test_linear_runs_in_a_prime_block_are_chains_joined_at_their_ends() -> None:
 def test_prime_block_inside_a_chain() -> None:
     dag = graph("start>a start>b a>c a>d b>d c>end d>end")
     tree = decompose(dag)
-    assert tree == Chain((Task("start"), Joins(tasks("a", "b", "c", "d"), ((0, 2), (0, 3), (1, 3))), Task("end")))
+    assert tree == Chain((Task("start"), Prime(tasks("a", "b", "c", "d"), ((0, 2), (0, 3), (1, 3))), Task("end")))
     assert render(tree) == "chain(start, joins(a, b, c, d; a->c, a->d, b->d), end)"
     assert precedence(tree) == dag.closure()
 
@@ -167,7 +167,7 @@ def test_deep_nesting_does_not_hit_the_recursion_limit() -> None:
     tree = decompose(dag)
     text = render(tree)
     assert sorted(steps_of(tree)) == sorted(dag.needs)
-    assert not any(isinstance(node, Joins) for node in walk(tree))
+    assert not any(isinstance(node, Prime) for node in walk(tree))
     assert text.startswith("chain(x400, chord(group(chain(x399, ")
     assert runtime_joins(tree) == {}
 
@@ -206,7 +206,7 @@ def test_runtime_joins_wait_only_for_direct_needs(dag: Dag) -> None:
         assert len(set(waits)) == len(waits)
         assert set(waits) <= set(dag.needs[step])
     # Exactly the first steps of runs with an incoming edge are joined at run time.
-    heads = {next(steps_of(block.nodes[j])) for block in walk(tree) if isinstance(block, Joins) for _, j in block.edges}
+    heads = {next(steps_of(block.nodes[j])) for block in walk(tree) if isinstance(block, Prime) for _, j in block.edges}
     assert set(joins) == heads
 
 
@@ -214,7 +214,7 @@ def test_runtime_joins_wait_only_for_direct_needs(dag: Dag) -> None:
 @given(series_parallel_dags())
 def test_series_parallel_dags_map_exactly_onto_canvas(dag: Dag) -> None:
     tree = decompose(dag)
-    assert not any(isinstance(node, Joins) for node in walk(tree))
+    assert not any(isinstance(node, Prime) for node in walk(tree))
     assert runtime_joins(tree) == {}
     assert "joins(" not in render(tree)
     assert precedence(tree) == dag.closure()

@@ -6,8 +6,9 @@ from celery import Celery
 from celery.canvas import _chain, _chord, group
 
 from orchestrator.analysis.celery_canvas import canvas_bytes, to_celery
+from orchestrator.analysis.report import report
 from orchestrator.definition.models import Step, Workflow
-from orchestrator.plan.compiler import compile_workflow, report
+from orchestrator.plan.compiler import compile_workflow
 
 
 def _plan(needs: dict[str, tuple[str, ...]]):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.definition.loader import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
+from orchestrator.definition.document import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES
 
 # The unsupported-tag message, and the head of a file whose steps are valid.
 TAG = "a workflow holds plain data only: strings, numbers, booleans, null, lists and mappings"

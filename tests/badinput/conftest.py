@@ -24,9 +24,10 @@ from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.cli import app
 from orchestrator.definition.loader import build_workflow
 from orchestrator.engine.coordinator import Coordinator
+from orchestrator.plan.policy import base_policy
+from orchestrator.store import RedisRunStore
 from orchestrator.store.connections import redis_client as store_client
 from orchestrator.store.keys import Keys
-from orchestrator.store.redis_store import RedisRunStore
 from tests.integration.conftest import Orchestra
 from workers.app import create_app
 
@@ -110,7 +111,9 @@ def store(redis_url: str) -> Iterator[Store]:
     client = Redis.from_url(redis_url, decode_responses=True)
     celery = create_app(Settings(broker_url=redis_url, store_url=redis_url, key_prefix=prefix))
     runs = RedisRunStore(store_client(redis_url), Keys(prefix))
-    seeded = Coordinator(runs, CeleryDispatcher(celery)).submit(build_workflow(SEED))
+    seeded = Coordinator(runs, CeleryDispatcher(celery), base_policy=base_policy(), lease_seconds=15).submit(
+        build_workflow(SEED)
+    )
     celery.close()
     try:
         yield Store(client, prefix, seeded)
@@ -188,7 +191,7 @@ def runs_own_keys(orch: Orchestra, run_id: str, workflow: str) -> Callable[[str]
     The broker's bookkeeping (queues, unacked messages, bindings) and the sweeper's lock change
     whenever workers run; they are not the run store.
     """
-    plan_id = orch.store.run_meta(run_id)["plan_id"]
+    plan_id = orch.store.runs.plan_of(run_id)[0].plan_id
     keys = Keys(orch.prefix)
     own = {keys.runs(), keys.runs_of(workflow), keys.plan(plan_id)}
 

@@ -61,8 +61,8 @@ def test_a_workflow_named_after_an_invalid_file_shows_its_problems(cli: Cli, mon
     code, out, err = cli.invoke("run", "brokn")
     assert (code, out) == (2, "")
     assert err.splitlines() == [
-        f"error: no workflow 'brokn' in {cli.files / 'flows'}",
-        "2 invalid file(s) skipped there; check them with `orchestrator validate`",
+        f"error: no workflow 'brokn' in {cli.files / 'flows'}; "
+        "2 invalid file(s) skipped there, check them with `orchestrator validate`"
     ]
     cli.store.assert_unchanged(before)
 

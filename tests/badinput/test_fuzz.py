@@ -22,14 +22,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from orchestrator.definition.document import MAX_DEPTH
 from orchestrator.definition.durations import MAX_SECONDS, parse_duration
 from orchestrator.definition.expressions import MAX_DEPTH as EXPRESSION_DEPTH
-from orchestrator.definition.expressions import ExpressionError, evaluate, parse_expression
-from orchestrator.definition.loader import MAX_DEPTH, load_text
+from orchestrator.definition.expressions import evaluate, parse_expression
+from orchestrator.definition.loader import load_text
 from orchestrator.definition.models import Param, ParamType
 from orchestrator.definition.params import coerce_all, json_problem, resolve_params
-from orchestrator.definition.references import ReferenceSyntaxError, parse_reference, parse_template, render
-from orchestrator.errors import InvalidParams, InvalidWorkflow
+from orchestrator.definition.references import parse_reference, parse_template, render
+from orchestrator.errors import ExpressionError, InvalidParams, InvalidWorkflow, ReferenceSyntaxError
 
 # BADINPUT_FUZZ_EXAMPLES=5000 for a long hunt; 150 keeps the suite quick.
 FUZZ = settings(

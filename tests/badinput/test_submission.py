@@ -13,9 +13,10 @@ from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.definition.loader import load_text
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.errors import InvalidParams, RunNotFound
+from orchestrator.plan.policy import base_policy
+from orchestrator.store import RedisRunStore
 from orchestrator.store.connections import redis_client
 from orchestrator.store.keys import Keys
-from orchestrator.store.redis_store import RedisRunStore
 from tests.badinput.cases import SUBMIT_CASES, SubmitCase
 from tests.badinput.conftest import TYPED, Store
 from workers.app import create_app
@@ -25,7 +26,7 @@ from workers.app import create_app
 def coordinator(store: Store, redis_url: str) -> Iterator[Coordinator]:
     app = create_app(Settings(broker_url=redis_url, store_url=redis_url, key_prefix=store.prefix))
     runs = RedisRunStore(redis_client(redis_url), Keys(store.prefix))
-    yield Coordinator(runs, CeleryDispatcher(app))
+    yield Coordinator(runs, CeleryDispatcher(app), base_policy=base_policy(), lease_seconds=15)
     app.close()
     runs.redis.close()
 

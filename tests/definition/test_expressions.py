@@ -23,7 +23,8 @@ from orchestrator.definition.expressions import (
     references,
     unparse,
 )
-from orchestrator.definition.references import Reference, ReferenceSyntaxError, parse_reference
+from orchestrator.definition.references import Reference, parse_reference
+from orchestrator.errors import DefinitionError, ReferenceSyntaxError
 
 PROPERTIES = settings(max_examples=200, deadline=None)
 REF_TEXTS = (
@@ -222,8 +223,8 @@ def test_a_huge_reference_index_is_an_expression_error() -> None:
     assert "malformed reference" in parse_error("${item[" + "9" * 5000 + "]}")
 
 
-def test_expression_error_is_a_value_error() -> None:
-    assert issubclass(ExpressionError, ValueError)
+def test_expression_error_is_a_definition_error() -> None:
+    assert issubclass(ExpressionError, DefinitionError)
 
 
 def test_length_limit() -> None:

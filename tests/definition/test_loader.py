@@ -16,15 +16,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from orchestrator.definition.document import MAX_DEPTH, MAX_FILE_BYTES, parse_document
 from orchestrator.definition.durations import MAX_SECONDS, format_duration, parse_duration
-from orchestrator.definition.loader import (
-    MAX_DEPTH,
-    MAX_FILE_BYTES,
-    build_workflow,
-    load_file,
-    load_text,
-    parse_document,
-)
+from orchestrator.definition.loader import build_workflow, load_file, load_text
 from orchestrator.definition.models import (
     Backoff,
     Hook,
@@ -37,8 +31,8 @@ from orchestrator.definition.models import (
     TriggerRule,
     Workflow,
 )
-from orchestrator.definition.references import ReferenceSyntaxError, parse_template
-from orchestrator.errors import InvalidWorkflow, Problem
+from orchestrator.definition.references import parse_template
+from orchestrator.errors import InvalidWorkflow, Problem, ReferenceSyntaxError
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
 PROPERTIES = settings(max_examples=300, deadline=None)

@@ -28,9 +28,9 @@ from orchestrator.definition.models import Workflow
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.records import RunRecord
 from orchestrator.plan.policy import base_policy
+from orchestrator.store import RedisRunStore
 from orchestrator.store.connections import redis_client
 from orchestrator.store.keys import Keys
-from orchestrator.store.redis_store import RedisRunStore
 from workers.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -33,7 +33,7 @@ def test_step_timeout_is_a_timeout_error_retried_by_policy(orchestra: Orchestra)
     slow = record.steps["slow"]
     assert record.status is RunStatus.FAILED
     assert slow.status is StepStatus.FAILED and slow.attempts == 2
-    assert slow.error is not None and slow.error.type == "TimeoutError"
+    assert slow.error is not None and slow.error.type == "StepTimeout"  # a TimeoutError: retry.on names it
     assert "1s" in slow.error.message
     assert record.steps["next"].status is StepStatus.SKIPPED
     assert orchestra.started() == ["slow", "slow"]
@@ -99,7 +99,7 @@ def test_invalid_params_record_nothing(orchestra: Orchestra) -> None:
     data = {"workflow": "typed", "params": {"n": {"type": "integer"}}, "steps": {"a": {"task": "t.effect"}}}
     with pytest.raises(InvalidParams, match="param 'n' must be integer"):
         orchestra.submit(data, {"n": "five"})
-    assert orchestra.store.list_runs() == []
+    assert orchestra.store.runs.recent() == []
 
 
 def test_idempotency_key_runs_a_side_effect_once_across_runs(orchestra: Orchestra) -> None:

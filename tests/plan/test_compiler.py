@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from config import StepDefaults
 from orchestrator.analysis.canvas import decompose, runtime_joins
+from orchestrator.analysis.report import CanvasRole, report
 from orchestrator.definition.graph import Dag
 from orchestrator.definition.models import Backoff, Hook, Policy, RetrySpec, Step, Workflow
-from orchestrator.plan.compiler import JoinKind, Plan, compile_workflow, definition_hash, report
+from orchestrator.plan.compiler import Plan, compile_workflow, definition_hash
 from orchestrator.plan.policy import RetryPolicy, base_policy, resolve
 from tests.strategies import dags, series_parallel_dags
 
@@ -37,8 +38,9 @@ def check_tables(dag: Dag, plan: Plan) -> None:
         assert step.needs == dag.needs[name]
         assert len(set(step.dependents)) == len(step.dependents)
         assert set(step.dependents) == {other for other, ns in dag.needs.items() if name in ns}
-        assert (step.join is JoinKind.ROOT) == (not step.needs)
-        assert (step.join is JoinKind.LINK) == (len(step.needs) == 1)
+        role = report(plan).steps_detail[name].canvas_role
+        assert (role is CanvasRole.ROOT) == (not step.needs)
+        assert (role is CanvasRole.LINK) == (len(step.needs) == 1)
     assert plan.roots == tuple(n for n in dag.order if not dag.needs[n])
     assert plan.dag().closure() == dag.closure()
 
@@ -52,8 +54,8 @@ def test_plan_tables_are_the_dag(dag: Dag) -> None:
     plan = compile_workflow(workflow(dict(dag.needs)))
     check_tables(dag, plan)
     joined = runtime_joins(decompose(dag))
-    for name, step in plan.steps.items():
-        if step.join is JoinKind.RUNTIME:
+    for name, step in report(plan).steps_detail.items():
+        if step.canvas_role is CanvasRole.RUNTIME:
             assert name in joined and len(step.needs) > 1
 
 
@@ -62,17 +64,17 @@ def test_plan_tables_are_the_dag(dag: Dag) -> None:
 def test_series_parallel_plans_need_no_runtime_join(dag: Dag) -> None:
     plan = compile_workflow(workflow(dict(dag.needs)))
     check_tables(dag, plan)
-    assert not any(step.join is JoinKind.RUNTIME for step in plan.steps.values())
+    assert not any(s.canvas_role is CanvasRole.RUNTIME for s in report(plan).steps_detail.values())
     assert report(plan).runtime_joins == {}
 
 
 def test_diamond_plan() -> None:
     plan = compile_workflow(workflow(DIAMOND))
-    assert {n: s.join for n, s in plan.steps.items()} == {
-        "a": JoinKind.ROOT,
-        "b": JoinKind.LINK,
-        "c": JoinKind.LINK,
-        "d": JoinKind.CHORD,
+    assert {n: s.canvas_role for n, s in report(plan).steps_detail.items()} == {
+        "a": CanvasRole.ROOT,
+        "b": CanvasRole.LINK,
+        "c": CanvasRole.LINK,
+        "d": CanvasRole.CHORD,
     }
     assert plan.roots == ("a",)
     assert plan.steps["a"].dependents == ("b", "c")
@@ -81,8 +83,9 @@ def test_diamond_plan() -> None:
 
 def test_non_series_parallel_step_is_joined_at_run_time() -> None:
     plan = compile_workflow(workflow(N_SHAPE))
-    assert plan.steps["d"].join is JoinKind.RUNTIME
-    assert plan.steps["c"].join is JoinKind.LINK
+    roles = report(plan).steps_detail
+    assert roles["d"].canvas_role is CanvasRole.RUNTIME
+    assert roles["c"].canvas_role is CanvasRole.LINK
     assert plan.steps["c"].needs == ("a",)  # c does not wait for b
     assert plan.roots == ("a", "b")
 

@@ -12,11 +12,15 @@ from redis import Redis
 
 from orchestrator.definition.loader import build_workflow
 from orchestrator.definition.models import TriggerRule
-from orchestrator.engine.records import RunStatus, StepError, StepStatus, Trigger
+from orchestrator.engine.context import StepReads
+from orchestrator.engine.ports import NewRun
+from orchestrator.engine.records import Outcome, RunStatus, StepError, StepStatus, Trigger
 from orchestrator.engine.rules import Decision, decide
+from orchestrator.engine.unit import Unit
+from orchestrator.engine.verdicts import Claim
 from orchestrator.plan.compiler import compile_workflow
+from orchestrator.store import RedisRunStore
 from orchestrator.store.keys import Keys
-from orchestrator.store.redis_store import NewRun, RedisRunStore, Unit
 
 
 @pytest.fixture
@@ -29,9 +33,17 @@ def _plan(steps: dict[str, dict[str, object]]):  # type: ignore[no-untyped-def]
 
 
 def _new_run(store: RedisRunStore, plan, run_id: str = "r1") -> str:  # type: ignore[no-untyped-def]
-    store.create_run(NewRun(run_id, plan, {}, Trigger.CLI))
-    store.mark_queued(run_id, list(plan.roots), 60)
+    store.runs.create(NewRun(run_id, plan, {}, Trigger.CLI, 60))
+    store.steps.mark_queued(run_id, list(plan.roots), 60)
     return run_id
+
+
+def claim(store: RedisRunStore, unit: Unit, task_id: str, attempt: int, worker: str, lease: float) -> Claim:
+    return store.steps.claim_and_read(unit, task_id, attempt, worker, lease, StepReads())[0]
+
+
+def complete(store: RedisRunStore, plan, unit: Unit, task_id: str, status: StepStatus, **kwargs):  # type: ignore[no-untyped-def]
+    return store.steps.complete(plan, unit, task_id, Outcome(status, **kwargs), lease_seconds=60)
 
 
 def test_lua_trigger_rules_agree_with_python(store: RedisRunStore) -> None:
@@ -53,7 +65,7 @@ def test_lua_trigger_rules_agree_with_python(store: RedisRunStore) -> None:
             counts = {"succeeded": 0, "failed": 0, "skipped": 0}
             expected = Decision.WAIT
             for need, outcome in zip("abc", outcomes, strict=True):
-                result = store.complete(plan, Unit(run_id, need), "", StepStatus(outcome))
+                result = complete(store, plan, Unit(run_id, need), "", StepStatus(outcome))
                 fired += result.fired
                 skipped += result.skipped
                 if expected is Decision.WAIT:
@@ -69,16 +81,16 @@ def test_claim_verdicts(store: RedisRunStore) -> None:
     plan = _plan({"a": {"task": "t"}, "b": {"task": "t", "needs": ["a"]}})
     run_id = _new_run(store, plan)
     unit = Unit(run_id, "a")
-    assert store.claim(Unit(run_id, "b"), "x", 1, "w", 5).verdict == "stale"  # b is pending: never dispatched
-    assert store.claim(unit, "t1", 2, "w", 5).verdict == "stale"  # wrong attempt
-    assert store.claim(unit, "t1", 1, "w", 5).ok
-    assert store.claim(unit, "t2", 1, "w", 5).verdict == "busy"  # a duplicate while the lease lives
-    store.redis.zadd(store.keys.leases(), {unit.member: 0})  # the owner died
-    assert store.claim(unit, "t2", 1, "w", 5).ok  # taken over
-    assert store.complete(plan, unit, "t1", StepStatus.SUCCEEDED, output=1).verdict == "stale"  # fenced
-    assert store.complete(plan, unit, "t2", StepStatus.SUCCEEDED, output=1).fired == ("b",)
-    assert store.claim(unit, "t3", 1, "w", 5).verdict == "done"
-    assert store.get_run(run_id).status is RunStatus.RUNNING
+    assert claim(store, Unit(run_id, "b"), "x", 1, "w", 5).verdict == "stale"  # b is pending: never dispatched
+    assert claim(store, unit, "t1", 2, "w", 5).verdict == "stale"  # wrong attempt
+    assert claim(store, unit, "t1", 1, "w", 5).ok
+    assert claim(store, unit, "t2", 1, "w", 5).verdict == "busy"  # a duplicate while the lease lives
+    store.redis.zadd(store.keys.leases(), {str(unit): 0})  # the owner died
+    assert claim(store, unit, "t2", 1, "w", 5).ok  # taken over
+    assert complete(store, plan, unit, "t1", StepStatus.SUCCEEDED, output=1).verdict == "stale"  # fenced
+    assert complete(store, plan, unit, "t2", StepStatus.SUCCEEDED, output=1).fired == ("b",)
+    assert claim(store, unit, "t3", 1, "w", 5).verdict == "done"
+    assert store.runs.get(run_id).status is RunStatus.RUNNING
 
 
 def test_concurrent_arrivals_fire_a_join_exactly_once(store: RedisRunStore) -> None:
@@ -95,7 +107,7 @@ def test_concurrent_arrivals_fire_a_join_exactly_once(store: RedisRunStore) -> N
 
         def finish(need: str, run_id: str = run_id, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
-            result = store.complete(plan, Unit(run_id, need), "", StepStatus.SUCCEEDED, output=need)
+            result = complete(store, plan, Unit(run_id, need), "", StepStatus.SUCCEEDED, output=need)
             with lock:
                 fired.extend(result.fired)
 
@@ -110,12 +122,12 @@ def test_concurrent_arrivals_fire_a_join_exactly_once(store: RedisRunStore) -> N
 def test_run_finishes_once_and_failure_propagates(store: RedisRunStore) -> None:
     plan = _plan({"a": {"task": "t"}, "b": {"task": "t", "needs": ["a"]}, "c": {"task": "t"}})
     run_id = _new_run(store, plan)
-    failed = store.complete(plan, Unit(run_id, "a"), "", StepStatus.FAILED, error=StepError(type="E", message="m"))
+    failed = complete(store, plan, Unit(run_id, "a"), "", StepStatus.FAILED, error=StepError(type="E", message="m"))
     assert failed.skipped == ("b",) and not failed.run_finished
-    assert store.complete(plan, Unit(run_id, "b"), "", StepStatus.SKIPPED).verdict == "ok"
-    last = store.complete(plan, Unit(run_id, "c"), "", StepStatus.SUCCEEDED, output={"x": 1})
+    assert complete(store, plan, Unit(run_id, "b"), "", StepStatus.SKIPPED).verdict == "ok"
+    last = complete(store, plan, Unit(run_id, "c"), "", StepStatus.SUCCEEDED, output={"x": 1})
     assert last.run_finished and last.run_status == "failed"
-    record = store.get_run(run_id)
+    record = store.runs.get(run_id)
     assert record.status is RunStatus.FAILED
     assert record.steps["a"].error == StepError(type="E", message="m")
     assert record.steps["c"].output == {"x": 1}
@@ -125,35 +137,36 @@ def test_recover_requeues_an_orphan_for_the_same_attempt(store: RedisRunStore) -
     plan = _plan({"a": {"task": "t"}})
     run_id = _new_run(store, plan)
     unit = Unit(run_id, "a")
-    assert store.claim(unit, "t1", 1, "w", 0.01).ok
+    assert claim(store, unit, "t1", 1, "w", 0.01).ok
     time.sleep(0.02)
-    assert store.expired_leases(time.time(), 10) == [unit.member]
-    verdict, message, _ = store.recover(unit.member, 30)
-    assert verdict == "requeue" and message is not None and message.attempt == 1
-    assert store.complete(plan, unit, "t1", StepStatus.SUCCEEDED).verdict == "stale"  # the old owner is fenced
-    assert store.claim(unit, "t2", 1, "w", 5).ok
+    assert store.leases.expired(time.time(), 10) == [unit]
+    recovery = store.leases.recover(unit, 30)
+    assert recovery.verdict == "requeue" and recovery.message is not None and recovery.message.attempt == 1
+    assert complete(store, plan, unit, "t1", StepStatus.SUCCEEDED).verdict == "stale"  # the old owner is fenced
+    assert claim(store, unit, "t2", 1, "w", 5).ok
 
 
 def test_a_queued_unit_is_published_again_with_a_doubling_wait(store: RedisRunStore) -> None:
     plan = _plan({"a": {"task": "t"}})
     run_id = _new_run(store, plan)
-    member = Unit(run_id, "a").member
+    unit = Unit(run_id, "a")
+    member = str(unit)
     waits = []
     for _ in range(3):
         before = time.time()
-        verdict, message, _ = store.recover(member, 10)
-        assert verdict == "requeue" and message is not None and message.attempt == 1
+        recovery = store.leases.recover(unit, 10)
+        assert recovery.verdict == "requeue" and recovery.message is not None and recovery.message.attempt == 1
         waits.append(round(float(store.redis.zscore(store.keys.outbox(), member) or 0) - before))
     assert waits == [10, 20, 40]  # a backlog gets a few copies, not one per sweep
-    assert store.claim(Unit(run_id, "a"), "t1", 1, "w", 5).ok
-    assert store.unit_state(Unit(run_id, "a")).get("republished") is None
+    assert claim(store, Unit(run_id, "a"), "t1", 1, "w", 5).ok
+    assert store.redis.hget(store.keys.step(run_id, "a"), "republished") is None
 
 
 def test_claim_and_read_reloads_its_script_after_a_flush(store: RedisRunStore) -> None:
     plan = _plan({"a": {"task": "t"}, "b": {"task": "t", "needs": ["a"], "args": {"x": "${steps.a.output}"}}})
     run_id = _new_run(store, plan)
-    store.complete(plan, Unit(run_id, "a"), "", StepStatus.SUCCEEDED, output={"n": 1})
+    complete(store, plan, Unit(run_id, "a"), "", StepStatus.SUCCEEDED, output={"n": 1})
     store.redis.script_flush()  # as after a Redis restart without persistence of scripts
-    claim, read = store.claim_and_read(Unit(run_id, "b"), "t1", 1, "w", 5, ["a"], [])
-    assert claim.ok and read is not None
-    assert read.outputs == {"a": {"n": 1}} and read.meta["workflow"] == "w"
+    claimed, read = store.steps.claim_and_read(Unit(run_id, "b"), "t1", 1, "w", 5, StepReads(outputs=("a",)))
+    assert claimed.ok and read is not None
+    assert read.outputs == {"a": {"n": 1}} and read.workflow == "w"

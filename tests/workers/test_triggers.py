@@ -8,9 +8,10 @@ import pytest
 from redis import Redis
 
 from config import Settings
-from orchestrator.store.redis_store import RedisRunStore
+from orchestrator.store import RedisRunStore
 from orchestrator.triggers.schedules import START_RUN_TASK
 from workers.app import create_app
+from workers.beat import WorkflowScheduler
 
 
 def test_start_run_is_exactly_once_per_tick(
@@ -23,12 +24,15 @@ def test_start_run_is_exactly_once_per_tick(
     settings = Settings(broker_url=redis_url, key_prefix=key_prefix, workflows_dir=tmp_path)
     app = create_app(settings)
     try:
-        assert "every#0" in app.conf.beat_schedule
+        assert app.conf.beat_schedule == {}  # nothing is read when the app is built
+        scheduler = WorkflowScheduler(app, schedule_filename=str(tmp_path / "beat-schedule"))
+        assert "every#0" in scheduler.schedule
+        scheduler.close()
         start = app.tasks[START_RUN_TASK]
         first = start(workflow="every", entry="every#0", params={"x": 1})
         second = start(workflow="every", entry="every#0", params={"x": 1})  # a second beat, same tick
         assert first == second
-        runs = RedisRunStore(redis_client, app.tasks["orchestrator.step"].runtime.keys).list_runs()
+        runs = RedisRunStore(redis_client, app.runtime.keys).runs.recent()
         assert [r.run_id for r in runs] == [first]
         assert runs[0].trigger.value == "schedule" and runs[0].params == {"x": 1}
     finally:

@@ -1,18 +1,23 @@
 -- Cancel a run: it and every unfinished step end 'cancelled'; nothing new is dispatched.
--- KEYS[1] run hash, KEYS[2..] step hashes
--- ARGV[1] finished_at (ISO)
--- Returns {verdict, task ids of queued or running steps...}; verdict ok | finished | missing
-local status = redis.call('HGET', KEYS[1], 'status')
+--
+-- KEYS[1] run        hash: the run's fields
+-- KEYS[2..] steps    hash: each step's state
+-- ARGV[1] now_iso    finished_at
+--
+-- Returns {verdict, task ids of queued or running steps...}: ok | finished | missing
+local run, now_iso = KEYS[1], ARGV[1]
+
+local status = redis.call('HGET', run, 'status')
 if not status then return {'missing'} end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return {'finished', status} end
-redis.call('HSET', KEYS[1], 'status', 'cancelled', 'finished_at', ARGV[1])
+redis.call('HSET', run, 'status', 'cancelled', 'finished_at', now_iso)
 local revoked = {'ok'}
 for i = 2, #KEYS do
-  local step = redis.call('HMGET', KEYS[i], 'status', 'task_id')
-  local s = step[1] or 'pending'
-  if s ~= 'succeeded' and s ~= 'failed' and s ~= 'skipped' and s ~= 'cancelled' then
-    redis.call('HSET', KEYS[i], 'status', 'cancelled', 'finished_at', ARGV[1])
-    if step[2] then table.insert(revoked, step[2]) end
+  local step = KEYS[i]
+  local state = redis.call('HMGET', step, 'status', 'task_id')
+  if not is_finished(state[1] or 'pending') then
+    redis.call('HSET', step, 'status', 'cancelled', 'finished_at', now_iso)
+    if state[2] then table.insert(revoked, state[2]) end
   end
 end
 return revoked

@@ -1,43 +1,53 @@
--- Claim one unit of work (a step or a for_each item) for one execution.
--- KEYS[1] run hash, KEYS[2] unit hash, KEYS[3] leases zset
--- ARGV[1] task id, ARGV[2] attempt, ARGV[3] worker, ARGV[4] now (ISO), ARGV[5] now (epoch s),
--- ARGV[6] lease expiry (epoch s), ARGV[7] lease member, ARGV[8] max recoveries,
--- ARGV[9] '1' for a for_each item (items have no hash until claimed: missing means queued)
+-- Claim one unit of work (a step, or one item of a for_each step) for one execution.
+--
+-- KEYS[1] run             hash: the run's fields
+-- KEYS[2] unit            hash: the unit's state (status, attempts, task_id, ...)
+-- KEYS[3] leases          zset: unit member -> lease expiry (epoch s)
+-- ARGV[1] task_id         the delivery that claims it
+-- ARGV[2] attempt         the attempt its message is for (1-based)
+-- ARGV[3] worker          the worker's name
+-- ARGV[4] now_iso         started_at
+-- ARGV[5] now             epoch s
+-- ARGV[6] lease_expiry    epoch s
+-- ARGV[7] member          the unit's member in leases ('run|step|item')
+-- ARGV[8] max_recoveries  deaths of its executions before it is poison
+-- ARGV[9] is_item         '1' for a for_each item
+--
 -- Returns {verdict, detail}: ok | cancelled | missing | done | busy | stale | poison
-local run_status = redis.call('HGET', KEYS[1], 'status')
+local run, unit, leases = KEYS[1], KEYS[2], KEYS[3]
+local task_id, attempt, worker, now_iso = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local now, lease_expiry, member = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local max_recoveries, is_item = tonumber(ARGV[8]), ARGV[9]
+
+local run_status = redis.call('HGET', run, 'status')
 if not run_status then return {'missing', ''} end
 if run_status == 'cancelled' then return {'cancelled', ''} end
-local state = redis.call('HMGET', KEYS[2], 'status', 'attempts', 'recoveries')
-local status = state[1]
-if not status then
-  if ARGV[9] == '1' then status = 'queued' else status = 'pending' end
-end
+
+local state = redis.call('HMGET', unit, 'status', 'attempts')
+local status = unit_status(state[1], is_item)
 local attempts = tonumber(state[2] or '0')
-local attempt = tonumber(ARGV[2])
-if status == 'succeeded' or status == 'failed' or status == 'skipped' or status == 'cancelled' then
-  return {'done', status}
-end
+if is_finished(status) then return {'done', status} end
 if status == 'pending' or status == 'skipping' then return {'stale', status} end
+
 if status == 'running' then
-  local expiry = redis.call('ZSCORE', KEYS[3], ARGV[7])
-  if expiry and tonumber(expiry) > tonumber(ARGV[5]) then return {'busy', ''} end
+  if lease_alive(leases, member, now) then return {'busy', ''} end
   if attempt ~= attempts then return {'stale', tostring(attempts)} end
-  -- The previous execution of this attempt died (its lease expired): take it over.
-  local recoveries = redis.call('HINCRBY', KEYS[2], 'recoveries', 1)
-  if recoveries > tonumber(ARGV[8]) then
-    -- It killed its worker too often: the caller fails it instead of running it again.
-    redis.call('HSET', KEYS[2], 'task_id', ARGV[1], 'worker', ARGV[3])
-    redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
+  -- The previous execution of this attempt died: take it over.
+  local recoveries, poison = count_recovery(unit, max_recoveries)
+  if poison then
+    redis.call('HSET', unit, 'task_id', task_id, 'worker', worker)
+    redis.call('ZADD', leases, lease_expiry, member)
     return {'poison', tostring(recoveries)}
   end
 elseif attempt ~= attempts + 1 then
   return {'stale', tostring(attempts)}
 end
-redis.call('HSET', KEYS[2], 'status', 'running', 'attempts', attempt, 'task_id', ARGV[1],
-  'worker', ARGV[3], 'started_at', ARGV[4])
-redis.call('HDEL', KEYS[2], 'finished_at', 'republished')
-redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
+
+redis.call('HSET', unit, 'status', 'running', 'attempts', attempt, 'task_id', task_id,
+  'worker', worker, 'started_at', now_iso)
+redis.call('HDEL', unit, 'finished_at', 'republished')
+redis.call('ZADD', leases, lease_expiry, member)
 if run_status == 'pending' then
-  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[4])
+  redis.call('HSET', run, 'status', 'running', 'started_at', now_iso)
 end
 return {'ok', ''}

@@ -1,17 +1,33 @@
 -- Record the end of one item of a for_each step.
--- KEYS[1] step hash, KEYS[2] item hash, KEYS[3] item outputs hash, KEYS[4] leases zset
--- ARGV[1] task id, ARGV[2] status (succeeded | failed), ARGV[3] finished_at, ARGV[4] output JSON,
--- ARGV[5] error JSON, ARGV[6] item index, ARGV[7] lease member
+--
+-- KEYS[1] step       hash: the for_each step's state (status, task_id, items, items_done)
+-- KEYS[2] item       hash: the item's state
+-- KEYS[3] outputs    hash: item index -> output JSON
+-- KEYS[4] leases     zset: unit member -> lease expiry
+-- ARGV[1] task_id    the execution ending the item
+-- ARGV[2] outcome    succeeded | failed
+-- ARGV[3] now_iso    finished_at
+-- ARGV[4] output     JSON, '' for none
+-- ARGV[5] error      JSON, '' for none
+-- ARGV[6] index      the item's index
+-- ARGV[7] member     the item's member in leases
+--
 -- Returns {verdict, step task id}: stale | recorded | all_done | step_failed
-local current = redis.call('HMGET', KEYS[2], 'status', 'task_id')
-if current[1] ~= 'running' or current[2] ~= ARGV[1] then return {'stale', ''} end
-redis.call('HSET', KEYS[2], 'status', ARGV[2], 'finished_at', ARGV[3])
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], 'error', ARGV[5]) end
-redis.call('ZREM', KEYS[4], ARGV[7])
-local step = redis.call('HMGET', KEYS[1], 'status', 'task_id', 'items')
-if step[1] ~= 'running' then return {'recorded', ''} end
-if ARGV[2] == 'failed' then return {'step_failed', step[2] or ''} end
-redis.call('HSET', KEYS[3], ARGV[6], ARGV[4])
-local done = redis.call('HINCRBY', KEYS[1], 'items_done', 1)
-if done >= tonumber(step[3]) then return {'all_done', step[2] or ''} end
+local step, item, outputs, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local task_id, outcome, now_iso, output, error_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local index, member = ARGV[6], ARGV[7]
+
+local current = redis.call('HMGET', item, 'status', 'task_id')
+if current[1] ~= 'running' or current[2] ~= task_id then return {'stale', ''} end
+redis.call('HSET', item, 'status', outcome, 'finished_at', now_iso)
+if error_json ~= '' then redis.call('HSET', item, 'error', error_json) end
+redis.call('ZREM', leases, member)
+
+local parent = redis.call('HMGET', step, 'status', 'task_id', 'items')
+local step_status, step_task, items = parent[1], parent[2] or '', tonumber(parent[3])
+if step_status ~= 'running' then return {'recorded', ''} end
+if outcome == 'failed' then return {'step_failed', step_task} end
+redis.call('HSET', outputs, index, output)
+local done = redis.call('HINCRBY', step, 'items_done', 1)
+if done >= items then return {'all_done', step_task} end
 return {'recorded', ''}

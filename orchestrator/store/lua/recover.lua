@@ -1,50 +1,64 @@
 -- Decide what to do with a unit whose lease or outbox entry expired.
--- KEYS[1] run hash, KEYS[2] unit hash, KEYS[3] leases zset, KEYS[4] outbox zset
--- ARGV[1] member, ARGV[2] now (epoch s), ARGV[3] new guard expiry (epoch s), ARGV[4] max recoveries,
--- ARGV[5] '1' for a for_each item (a missing item hash means queued), ARGV[6] first wait before a
--- queued unit is published again (s), ARGV[7] longest such wait (s)
--- Returns {verdict, attempt, plan id, task id}: none | requeue | poison | skip
-local run = redis.call('HMGET', KEYS[1], 'status', 'plan_id')
+--
+-- KEYS[1] run              hash: the run's fields
+-- KEYS[2] unit             hash: the unit's state
+-- KEYS[3] leases           zset: unit member -> lease expiry
+-- KEYS[4] outbox           zset: unit member -> when to publish it again
+-- ARGV[1] member           the unit's member
+-- ARGV[2] now              epoch s
+-- ARGV[3] guard            new outbox score of a requeued running unit (epoch s)
+-- ARGV[4] max_recoveries   deaths of its executions before it is poison
+-- ARGV[5] is_item          '1' for a for_each item
+-- ARGV[6] first_wait       seconds before a queued unit is published again, the first time
+-- ARGV[7] longest_wait     the longest such wait
+--
+-- Returns {verdict, attempt, plan_id, task_id, recoveries}: none | requeue | poison | skip
+local run, unit, leases, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local member, now, guard = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local max_recoveries, is_item = tonumber(ARGV[4]), ARGV[5]
+local first_wait, longest_wait = tonumber(ARGV[6]), tonumber(ARGV[7])
+
 local function forget()
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('ZREM', KEYS[4], ARGV[1])
-  return {'none', '0', '', ''}
+  redis.call('ZREM', leases, member)
+  redis.call('ZREM', outbox, member)
+  return {'none', '0', '', '', '0'}
 end
-if not run[1] or run[1] == 'cancelled' or run[1] == 'succeeded' or run[1] == 'failed' then return forget() end
-local state = redis.call('HMGET', KEYS[2], 'status', 'attempts', 'task_id')
-local status = state[1]
-if not status then
-  if ARGV[5] == '1' then status = 'queued' else status = 'pending' end
+
+local fields = redis.call('HMGET', run, 'status', 'plan_id')
+local run_status, plan_id = fields[1], fields[2]
+if not run_status or run_status == 'cancelled' or run_status == 'succeeded' or run_status == 'failed' then
+  return forget()
 end
+local state = redis.call('HMGET', unit, 'status', 'attempts', 'task_id')
+local status = unit_status(state[1], is_item)
 local attempts = tonumber(state[2] or '0')
+
 if status == 'skipping' then
-  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-  return {'skip', '0', run[2], ''}
+  redis.call('ZADD', outbox, guard, member)
+  return {'skip', '0', plan_id, '', '0'}
 end
 if status ~= 'running' and status ~= 'queued' and status ~= 'retrying' then return forget() end
+
 if status == 'running' then
-  local expiry = redis.call('ZSCORE', KEYS[3], ARGV[1])
-  if expiry and tonumber(expiry) > tonumber(ARGV[2]) then return {'none', '0', '', ''} end
-  local recoveries = redis.call('HINCRBY', KEYS[2], 'recoveries', 1)
-  if recoveries > tonumber(ARGV[4]) then
-    return {'poison', tostring(attempts), run[2], state[3] or ''}
-  end
+  if lease_alive(leases, member, now) then return {'none', '0', '', '', '0'} end
+  local recoveries, poison = count_recovery(unit, max_recoveries)
+  if poison then return {'poison', tostring(attempts), plan_id, state[3] or '', tostring(recoveries)} end
   -- Orphaned: its execution died. Back to queued for the same attempt; a late answer from the
   -- old execution no longer matches the unit's task id and is dropped.
-  redis.call('HSET', KEYS[2], 'status', 'queued', 'attempts', attempts - 1)
-  redis.call('HDEL', KEYS[2], 'task_id')
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
-  return {'requeue', tostring(attempts), run[2], ''}
+  redis.call('HSET', unit, 'status', 'queued', 'attempts', attempts - 1)
+  redis.call('HDEL', unit, 'task_id')
+  redis.call('ZREM', leases, member)
+  redis.call('ZADD', outbox, guard, member)
+  return {'requeue', tostring(attempts), plan_id, '', tostring(recoveries)}
 end
+
 -- Queued or retrying: its message may be lost, or only waiting in a long queue. Publish it again,
 -- and double the wait before the next time, so a backlog is not flooded with copies.
-local republished = redis.call('HINCRBY', KEYS[2], 'republished', 1)
-local wait = math.min(tonumber(ARGV[6]) * 2 ^ (republished - 1), tonumber(ARGV[7]))
-local guard = tonumber(ARGV[2]) + wait
+local republished = redis.call('HINCRBY', unit, 'republished', 1)
+local wait = math.min(first_wait * 2 ^ (republished - 1), longest_wait)
 if status == 'queued' then
-  redis.call('ZADD', KEYS[4], guard, ARGV[1])
+  redis.call('ZADD', outbox, now + wait, member)
 else
-  redis.call('ZADD', KEYS[3], guard, ARGV[1])
+  redis.call('ZADD', leases, now + wait, member)
 end
-return {'requeue', tostring(attempts + 1), run[2], ''}
+return {'requeue', tostring(attempts + 1), plan_id, '', '0'}

@@ -1,0 +1,66 @@
+"""Leases and the outbox in Redis: which units are alive, and re-dispatching those that are not.
+
+A running unit's lease (``Keys.leases``) is renewed by the process running it; a unit marked
+queued has an outbox entry (``Keys.outbox``) until its message is published. Either one expiring
+means the work may be lost: :meth:`RedisLeases.recover` decides what to do about it atomically
+(``lua/recover.lua``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import cast
+
+from orchestrator.engine.unit import StepMessage, Unit
+from orchestrator.engine.verdicts import RecoverVerdict, Recovery
+from orchestrator.store.scripts import Part
+from orchestrator.store.transitions import MAX_RECOVERIES
+
+MAX_REPUBLISH_WAIT = 3600.0
+"""Longest wait before a queued unit whose message may be lost is published once more."""
+
+
+class RedisLeases(Part):
+    """:class:`~orchestrator.engine.ports.Leases` on Redis."""
+
+    def renew(self, units: Iterable[Unit], lease_seconds: float) -> None:
+        """Extend the leases of running units; a unit that ended has no lease left to extend (XX)."""
+        members = [str(u) for u in units]
+        if members:
+            self.redis.zadd(self.keys.leases(), dict.fromkeys(members, time.time() + lease_seconds), xx=True)
+
+    def release(self, unit: Unit) -> None:
+        """Expire a running unit's lease now (its process died), so a redelivery may take it over."""
+        self.redis.zadd(self.keys.leases(), {str(unit): 0}, xx=True)
+
+    def expired(self, now: float, limit: int) -> list[Unit]:
+        """Units whose lease or outbox entry expired before ``now``."""
+        found: list[str] = []
+        for key in (self.keys.leases(), self.keys.outbox()):
+            found += cast(list[str], self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit))
+        return [Unit.parse(member) for member in dict.fromkeys(found)]
+
+    def recover(self, unit: Unit, guard_seconds: float) -> Recovery:
+        """Decide about a unit whose lease or outbox entry expired (see ``lua/recover.lua``)."""
+        now = time.time()
+        verdict, attempt, plan_id, task_id, deaths = (
+            str(v)
+            for v in self.scripts.recover(
+                keys=[self.keys.run(unit.run_id), self.keys.unit(unit), self.keys.leases(), self.keys.outbox()],
+                args=[
+                    str(unit),
+                    now,
+                    now + guard_seconds,
+                    MAX_RECOVERIES,
+                    "1" if unit.item is not None else "0",
+                    guard_seconds,
+                    MAX_REPUBLISH_WAIT,
+                ],
+            )
+        )
+        decided = RecoverVerdict(verdict)
+        if decided is RecoverVerdict.NONE:
+            return Recovery(decided)
+        message = StepMessage.of(unit, plan_id, attempt=max(int(attempt), 1))
+        return Recovery(decided, message, task_id, int(deaths))

@@ -1,0 +1,199 @@
+"""Runs and plans in Redis: creating a run, reading it back, listing, cancelling, resetting for retry.
+
+A plan is stored once under its content hash and cached in process (plans never change). A run
+is its own hash, a hash per step and a string per output (:mod:`orchestrator.store.keys`); a run
+is read back in one round trip and parsed by :meth:`RunRecord.from_redis`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, cast
+
+from redis import Redis
+from redis.client import Pipeline
+
+from orchestrator.engine.ports import NewRun
+from orchestrator.engine.records import RunRecord, RunStatus, StepRecord, StepStatus, now_iso
+from orchestrator.engine.rules import Decision, decide
+from orchestrator.engine.unit import Unit
+from orchestrator.engine.verdicts import Cancellation, CancelVerdict
+from orchestrator.errors import PlanNotFound, RunNotFound
+from orchestrator.plan.compiler import Plan
+from orchestrator.store.keys import Keys
+from orchestrator.store.scripts import Part, Scripts
+
+SUBMISSION_TTL = 7 * 86400
+"""Seconds a submission's idempotency key keeps answering with the run it started."""
+PLAN_CACHE = 256
+
+
+class RedisRuns(Part):
+    """:class:`~orchestrator.engine.ports.Runs` on Redis."""
+
+    def __init__(self, client: Redis, keys: Keys, scripts: Scripts) -> None:
+        super().__init__(client, keys, scripts)
+        self.plan = lru_cache(maxsize=PLAN_CACHE)(self._fetch_plan)
+
+    # --- plans -------------------------------------------------------------------------------
+
+    def save_plan(self, plan: Plan) -> None:
+        """Store a plan under its content hash (idempotent)."""
+        self.redis.set(self.keys.plan(plan.plan_id), plan.model_dump_json(), nx=True)
+
+    def _fetch_plan(self, plan_id: str) -> Plan:
+        raw = self.redis.get(self.keys.plan(plan_id))
+        if raw is None:
+            raise PlanNotFound(plan_id)
+        return Plan.model_validate_json(raw)
+
+    def plan_of(self, run_id: str) -> tuple[Plan, str]:
+        """A run's plan and its current status.
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        plan_id, status = self.redis.hmget(self.keys.run(run_id), ["plan_id", "status"])
+        if plan_id is None:
+            raise RunNotFound(run_id)
+        return self.plan(str(plan_id)), str(status)
+
+    # --- runs --------------------------------------------------------------------------------
+
+    def create(self, run: NewRun, idempotency_key: str | None = None) -> tuple[str, bool]:
+        """Record a new run, its roots queued and guarded by the outbox, in one transaction.
+
+        Returns:
+            ``(run_id, created)``; with an idempotency key already used for this workflow, the
+            earlier run's id and False (nothing is written).
+        """
+        plan = run.plan
+        self.save_plan(plan)
+        submission = self.keys.submission(plan.workflow, idempotency_key) if idempotency_key is not None else None
+        existing: list[str] = []
+
+        def write(pipe: Pipeline) -> None:
+            if submission is not None and (found := pipe.get(submission)) is not None:
+                existing.append(str(found))
+                return
+            pipe.multi()
+            if submission is not None:
+                pipe.set(submission, run.run_id, ex=SUBMISSION_TTL)
+            self._write(pipe, run)
+
+        self.redis.transaction(write, *([submission] if submission else []))
+        if existing:
+            return existing[0], False
+        return run.run_id, True
+
+    def _write(self, pipe: Pipeline, run: NewRun) -> None:
+        plan = run.plan
+        score = time.time()
+        pipe.hset(
+            self.keys.run(run.run_id),
+            mapping={
+                "run_id": run.run_id,
+                "workflow": plan.workflow,
+                "version": "" if plan.definition.version is None else str(plan.definition.version),
+                "status": RunStatus.PENDING.value,
+                "trigger": run.trigger.value,
+                "started_by": run.started_by or "",
+                "params": json.dumps(run.params),
+                "created_at": run.created_at,
+                "plan_id": plan.plan_id,
+                "definition_hash": plan.definition_hash,
+                "remaining": len(plan.steps),
+                "failed": 0,
+            },
+        )
+        pipe.zadd(self.keys.runs(), {run.run_id: score})
+        pipe.zadd(self.keys.runs_of(plan.workflow), {run.run_id: score})
+        for step in plan.roots:
+            pipe.hset(self.keys.step(run.run_id, step), "status", StepStatus.QUEUED.value)
+            pipe.zadd(self.keys.outbox(), {str(Unit(run.run_id, step)): score + run.publish_grace})
+
+    def get(self, run_id: str) -> RunRecord:
+        """The full run record, read in two round trips (the run's hash, then its steps).
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        meta = cast(dict[str, str], self.redis.hgetall(self.keys.run(run_id)))
+        if not meta:
+            raise RunNotFound(run_id)
+        names = list(self.plan(meta["plan_id"]).steps)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(self.keys.step(run_id, name))
+            pipe.get(self.keys.output(run_id, name))
+        raw = pipe.execute()
+        steps = {name: StepRecord.from_redis(raw[2 * i], raw[2 * i + 1]) for i, name in enumerate(names)}
+        return RunRecord.from_redis(meta, steps)
+
+    def recent(self, workflow: str | None = None, status: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """Newest runs first, optionally of one workflow and/or status."""
+        index = self.keys.runs_of(workflow) if workflow else self.keys.runs()
+        found: list[RunRecord] = []
+        start = 0
+        while len(found) < limit:
+            ids = cast(list[str], self.redis.zrevrange(index, start, start + 4 * limit - 1))
+            if not ids:
+                break
+            start += len(ids)
+            pipe = self.redis.pipeline(transaction=False)
+            for run_id in ids:
+                pipe.hget(self.keys.run(run_id), "status")
+            for run_id, run_status in zip(ids, pipe.execute(), strict=True):
+                if run_status is not None and (status is None or run_status == status):
+                    found.append(self.get(run_id))
+                    if len(found) == limit:
+                        break
+        return found
+
+    def cancel(self, run_id: str, steps: Sequence[str]) -> Cancellation:
+        """Cancel a run (``lua/cancel.lua``); the result holds the task ids to revoke."""
+        keys = [self.keys.run(run_id), *(self.keys.step(run_id, s) for s in steps)]
+        verdict, *task_ids = (str(r) for r in self.scripts.cancel(keys=keys, args=[now_iso()]))
+        return Cancellation(CancelVerdict(verdict), tuple(task_ids) if verdict == CancelVerdict.OK else ())
+
+    def reset_for_retry(self, plan: Plan, run_id: str) -> tuple[list[str], list[str]]:
+        """Reset every step that did not succeed; returns the steps to start and those to skip.
+
+        Succeeded steps keep status and output, and count as arrived at their dependents' joins.
+        """
+        names = list(plan.steps)
+        pipe = self.redis.pipeline(transaction=False)
+        for step in names:
+            pipe.hgetall(self.keys.step(run_id, step))
+        states: dict[str, dict[str, Any]] = dict(zip(names, pipe.execute(), strict=True))
+        kept = {s for s in names if states[s].get("status") == StepStatus.SUCCEEDED.value}
+        reset = [s for s in names if s not in kept]
+        pipe = self.redis.pipeline(transaction=True)
+        for step in reset:
+            items = int(states[step].get("items") or 0)
+            pipe.delete(
+                self.keys.step(run_id, step),
+                self.keys.output(run_id, step),
+                self.keys.join(run_id, step),
+                self.keys.item_outputs(run_id, step),
+                self.keys.item_inputs(run_id, step),
+                *(self.keys.item(run_id, step, i) for i in range(items)),
+            )
+            pipe.hset(self.keys.step(run_id, step), "status", StepStatus.PENDING.value)
+            arrived = [n for n in plan.steps[step].needs if n in kept]
+            if arrived:
+                pipe.hset(self.keys.join(run_id, step), mapping=dict.fromkeys(arrived, StepStatus.SUCCEEDED.value))
+        pipe.hset(self.keys.run(run_id), mapping={"status": "running", "remaining": len(reset), "failed": 0})
+        pipe.hdel(self.keys.run(run_id), "finished_at")
+        pipe.execute()
+        start: list[str] = []
+        skip: list[str] = []
+        for step in reset:
+            spec = plan.steps[step]
+            if all(n in kept for n in spec.needs):
+                decision = decide(spec.trigger_rule, len(spec.needs), 0, 0, len(spec.needs))
+                (start if decision is Decision.FIRE else skip).append(step)
+        return start, skip

@@ -1,0 +1,229 @@
+"""The transitions of steps and ``for_each`` items in Redis, each one atomic.
+
+Claiming a unit, ending it (and advancing its dependents' joins), scheduling a retry and ending an
+item are Lua scripts (``lua/``), so two deliveries of one message, or two workers ending two needs
+of one step at the same moment, cannot both win. The rest are plain writes guarded by those.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+from redis.client import Pipeline
+from redis.exceptions import NoScriptError
+
+from orchestrator.engine.context import StepInputs, StepReads
+from orchestrator.engine.records import Outcome, StepError, StepStatus, now_iso
+from orchestrator.engine.unit import Unit
+from orchestrator.engine.verdicts import Claim, ClaimVerdict, CompleteVerdict, Completion, ItemEnd, ItemVerdict
+from orchestrator.errors import RunNotFound
+from orchestrator.plan.compiler import Plan
+from orchestrator.store.scripts import Part
+
+MAX_RECOVERIES = 5
+"""Deaths of a unit's executions after which it is poison: failed as WorkerLost, not run again."""
+FAN_OUT_BATCH = 1000
+"""Items written per command when a ``for_each`` step fans out."""
+
+
+class RedisSteps(Part):
+    """:class:`~orchestrator.engine.ports.Steps` on Redis."""
+
+    # --- claiming ------------------------------------------------------------------------------
+
+    def claim_and_read(
+        self, unit: Unit, task_id: str, attempt: int, worker: str, lease_seconds: float, reads: StepReads
+    ) -> tuple[Claim, StepInputs | None]:
+        """Claim a unit (``lua/claim.lua``) and read what its references need, in one round trip.
+
+        The reads are queued after the claim on the same connection, so they see the state the
+        claim left; when the claim fails they are simply not used. Params are read only when the
+        step names them: a ``for_each`` item would otherwise fetch and parse them once per item,
+        and they may hold the items themselves.
+
+        Raises:
+            RunNotFound: the claim succeeded but the run's hash is gone (deleted meanwhile).
+        """
+        now = time.time()
+        keys = [self.keys.run(unit.run_id), self.keys.unit(unit), self.keys.leases()]
+        is_item = "1" if unit.item is not None else "0"
+        args: list[str | int | float] = [
+            task_id,
+            attempt,
+            worker,
+            now_iso(),
+            now,
+            now + lease_seconds,
+            str(unit),
+            MAX_RECOVERIES,
+            is_item,
+        ]
+
+        def execute() -> list[Any]:
+            # EVALSHA queued by hand: a Script called on a pipeline makes execute() send SCRIPT
+            # EXISTS first, a second round trip on every claim.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.evalsha(self.scripts.claim.sha, len(keys), *keys, *args)
+            self._queue_reads(pipe, unit.run_id, reads)
+            return pipe.execute()
+
+        try:
+            raw = execute()
+        except NoScriptError:  # a restarted or flushed server: load it and claim again (nothing ran)
+            self.redis.script_load(self.scripts.claim.script)
+            raw = execute()
+        claim = Claim(ClaimVerdict(raw[0][0]), str(raw[0][1]))
+        if not claim.ok:
+            return claim, None
+        return claim, self._parse_reads(unit.run_id, raw[1:], reads)
+
+    def _queue_reads(self, pipe: Pipeline, run_id: str, reads: StepReads) -> None:
+        pipe.hmget(self.keys.run(run_id), ["workflow", "created_at", *(["params"] if reads.params else [])])
+        if reads.outputs:
+            pipe.mget([self.keys.output(run_id, s) for s in reads.outputs])
+        for step in reads.statuses:
+            pipe.hget(self.keys.step(run_id, step), "status")
+
+    def _parse_reads(self, run_id: str, raw: list[Any], reads: StepReads) -> StepInputs:
+        workflow, created, *rest = raw[0]
+        if workflow is None:
+            raise RunNotFound(run_id)
+        outputs = raw[1] if reads.outputs else []
+        values = {s: json.loads(v) for s, v in zip(reads.outputs, outputs, strict=True) if v is not None}
+        states = dict(zip(reads.statuses, raw[1 + bool(reads.outputs) :], strict=True))
+        return StepInputs(
+            workflow=workflow,
+            created_at=created,
+            params_json=(rest[0] if reads.params else None) or "{}",
+            outputs=values,
+            statuses={k: v or StepStatus.PENDING.value for k, v in states.items()},
+        )
+
+    # --- ending ---------------------------------------------------------------------------------
+
+    def complete(self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome, *, lease_seconds: float) -> Completion:
+        """End a step and advance its dependents' joins in one atomic script (``lua/complete.lua``).
+
+        Args:
+            plan: The run's plan (dependents and their trigger rules).
+            unit: The step (``item`` None).
+            task_id: The claiming execution, or ``""`` for the orchestrator's own transitions.
+            outcome: succeeded (with its output), failed (with its error) or skipped.
+            lease_seconds: Publish guard of the dependents that fire.
+        """
+        run_id, step = unit.run_id, unit.step
+        keys = [
+            self.keys.run(run_id),
+            self.keys.step(run_id, step),
+            self.keys.output(run_id, step),
+            self.keys.leases(),
+            self.keys.outbox(),
+        ]
+        args: list[Any] = [
+            task_id,
+            outcome.status.value,
+            now_iso(),
+            outcome.output_json(),
+            outcome.error_json(),
+            str(unit),
+            step,
+            time.time() + lease_seconds,
+        ]
+        for name in plan.steps[step].dependents:
+            dependent = plan.steps[name]
+            keys += [self.keys.join(run_id, name), self.keys.step(run_id, name)]
+            args += [dependent.trigger_rule.value, len(dependent.needs), name, str(Unit(run_id, name))]
+        verdict, run_status, *names = (str(r) for r in self.scripts.complete(keys=keys, args=args))
+        if verdict != CompleteVerdict.OK:
+            return Completion(CompleteVerdict(verdict), run_status)
+        split = names.index("|")
+        return Completion(CompleteVerdict.OK, run_status, tuple(names[:split]), tuple(names[split + 1 :]))
+
+    def schedule_retry(self, unit: Unit, task_id: str, error: StepError, guard_until: float) -> bool:
+        """Record a failed attempt that will run again (``lua/retry.lua``); False if this execution lost the unit."""
+        result = self.scripts.retry(
+            keys=[self.keys.unit(unit), self.keys.leases()],
+            args=[task_id, error.model_dump_json(), now_iso(), guard_until, str(unit)],
+        )
+        return bool(result)
+
+    # --- publishing guards ----------------------------------------------------------------------
+
+    def mark_queued(self, run_id: str, steps: Sequence[str], lease_seconds: float) -> None:
+        """Mark steps queued before their messages are published; the outbox guards the gap."""
+        expiry = time.time() + lease_seconds
+        pipe = self.redis.pipeline(transaction=False)
+        for step in steps:
+            pipe.hset(self.keys.step(run_id, step), "status", StepStatus.QUEUED.value)
+            pipe.zadd(self.keys.outbox(), {str(Unit(run_id, step)): expiry})
+        pipe.execute()
+
+    def published(self, units: Iterable[Unit]) -> None:
+        """Drop the outbox entries of units whose messages are on the broker now."""
+        members = [str(u) for u in units]
+        if members:
+            self.redis.zrem(self.keys.outbox(), *members)
+
+    # --- for_each items -------------------------------------------------------------------------
+
+    def start_fan_out(self, unit: Unit, items: Sequence[Any]) -> None:
+        """Record the items of a ``for_each`` step (in pipelined batches) before their messages go out.
+
+        A second fan-out of the same step (after a crash) rewrites the same inputs; items that
+        already ended keep their outputs and their claims drop the repeated messages.
+        """
+        inputs = self.keys.item_inputs(unit.run_id, unit.step)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(inputs)
+        for start in range(0, len(items), FAN_OUT_BATCH):
+            pipe.rpush(inputs, *(json.dumps(item) for item in items[start : start + FAN_OUT_BATCH]))
+            if len(pipe) >= 4:
+                pipe.execute()
+        pipe.hset(self.keys.step(unit.run_id, unit.step), "items", len(items))
+        pipe.hsetnx(self.keys.step(unit.run_id, unit.step), "items_done", 0)
+        pipe.execute()
+
+    def fanned_out(self, unit: Unit) -> None:
+        """The items' messages are out: the step's own lease is no longer needed (items have theirs)."""
+        self.redis.zrem(self.keys.leases(), str(unit))
+
+    def item_input(self, unit: Unit) -> Any:
+        """The input of one item of a ``for_each`` step."""
+        assert unit.item is not None
+        raw = self.redis.lindex(self.keys.item_inputs(unit.run_id, unit.step), unit.item)
+        return None if raw is None else json.loads(raw)
+
+    def complete_item(self, unit: Unit, task_id: str, outcome: Outcome) -> ItemEnd:
+        """End one item (``lua/item.lua``)."""
+        assert unit.item is not None
+        verdict, step_task = self.scripts.item(
+            keys=[
+                self.keys.step(unit.run_id, unit.step),
+                self.keys.unit(unit),
+                self.keys.item_outputs(unit.run_id, unit.step),
+                self.keys.leases(),
+            ],
+            args=[
+                task_id,
+                outcome.status.value,
+                now_iso(),
+                outcome.output_json(),
+                outcome.error_json(),
+                unit.item,
+                str(unit),
+            ],
+        )
+        return ItemEnd(ItemVerdict(verdict), str(step_task))
+
+    def item_outputs(self, unit: Unit) -> list[Any]:
+        """The outputs of a ``for_each`` step's items, in item order."""
+        step = self.keys.step(unit.run_id, unit.step)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(step, "items")
+        pipe.hgetall(self.keys.item_outputs(unit.run_id, unit.step))
+        count, raw = pipe.execute()
+        outputs = cast(dict[str, str], raw)
+        return [json.loads(outputs[str(i)]) if str(i) in outputs else None for i in range(int(count or 0))]
