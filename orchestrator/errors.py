@@ -174,12 +174,6 @@ class StepTimeout(TaskError, TimeoutError):
     retryable = None
 
 
-class IdempotencyKeyBusy(TaskError):
-    """Another live execution held the step's idempotency key for longer than two leases."""
-
-    retryable = True
-
-
 class WorkerLost(TaskError):
     """The worker running the step died too many times; the step is not run again."""
 
@@ -212,8 +206,9 @@ class ServiceUnavailable(OrchestratorError):
 class Deferred(Exception):  # noqa: N818 - a control-flow signal, not an error
     """Control flow, not a failure: run this attempt again later without counting it.
 
-    Raised inside a step when it cannot start yet (its idempotency key is held by another live
-    execution); the step runner publishes the same attempt again after ``delay`` seconds.
+    Raised inside a step when it cannot start yet (its idempotency key is held by a live execution
+    of another unit); the step runner publishes the same attempt again after ``delay`` seconds, and
+    the step shows ``retrying`` with an error of type ``Deferred`` meanwhile.
     """
 
     def __init__(self, reason: str, delay: float) -> None:

@@ -21,7 +21,7 @@ from orchestrator.engine.ports import Delivery, Dispatcher, NewRun, RunStore
 from orchestrator.engine.records import Outcome, RunRecord, RunStatus, StepError, Trigger
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import CancelVerdict, CompleteVerdict, Completion, ItemVerdict, RecoverVerdict
-from orchestrator.errors import RunStateError, WorkerLost
+from orchestrator.errors import Deferred, RunStateError, WorkerLost
 from orchestrator.plan.compiler import Plan, compile_workflow
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,22 @@ class Coordinator:
             return "stale" if ended.verdict is ItemVerdict.STALE else "failed"
         completion = self.finish(plan, unit, task_id, Outcome.failed(error))
         return "failed" if completion.verdict is CompleteVerdict.OK else "stale"
+
+    def defer(self, plan: Plan, message: StepMessage, task_id: str, deferred: Deferred) -> bool:
+        """Hand an attempt back uncounted: the same attempt is published again after ``deferred.delay``.
+
+        Returns:
+            False when this execution no longer owned the unit (nothing is published).
+        """
+        error = StepError(type=Deferred.__name__, message=deferred.reason)
+        guard = time.time() + deferred.delay + self.lease_seconds
+        if not self.store.steps.schedule_retry(message.unit, task_id, error, guard, counts=False):
+            return False
+        log.info(
+            "deferring %s (attempt %s) by %.1fs: %s", message.unit, message.attempt, deferred.delay, deferred.reason
+        )
+        self._send(plan, [message], countdown=deferred.delay)
+        return True
 
     def lost(self, plan: Plan, message: StepMessage, task_id: str, deaths: int) -> None:
         """Fail a unit whose executions killed their workers too often (a poison step): never run it again."""

@@ -1,9 +1,12 @@
 """Idempotency keys: a step's side effect performed once, whatever the deliveries and retries.
 
 The key's record is taken before the task runs and holds its output afterwards; a later delivery
-with the same key (a recovery, a retry, another run) returns the recorded output without running
-the task. While another live execution holds the key, this one waits for it to end, then reuses
-its output.
+with the same key for the same task (a recovery, a retry, another run) returns the recorded
+output without running the task. A key belongs to the execution that took it: an execution that
+recovers a unit after its worker died takes the key over at once. While a live execution of
+another unit holds the key, this one waits a moment, then hands its attempt back uncounted
+(:class:`~orchestrator.errors.Deferred`) rather than holding a worker slot: it runs again later
+and reuses the output.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ from typing import Any
 from orchestrator.engine.ports import SideEffects
 from orchestrator.engine.unit import Unit
 from orchestrator.engine.verdicts import KeyVerdict
-from orchestrator.errors import IdempotencyKeyBusy
+from orchestrator.errors import Deferred
 
 log = logging.getLogger(__name__)
-POLL = 0.2
+POLL = 0.1
 """Seconds between two looks at a key another execution holds."""
 
 
@@ -29,35 +32,37 @@ class IdempotencyGuard:
     Args:
         records: Where keys and outputs are recorded.
         ttl: How long a key's record (and output) is kept.
-        wait: How long to wait for another live execution holding the key.
+        wait: How long to wait in process for another live execution holding the key.
+        defer: Seconds before a deferred attempt runs again.
     """
 
-    def __init__(self, records: SideEffects, *, ttl: float, wait: float) -> None:
+    def __init__(self, records: SideEffects, *, ttl: float, wait: float, defer: float) -> None:
         self.records = records
         self.ttl = ttl
         self.wait = wait
+        self.defer = defer
 
-    def run(self, key: str, unit: Unit, task_id: str, perform: Callable[[], Any]) -> Any:
-        """``perform()`` once for ``key``: its output now, or the output recorded by an earlier execution.
+    def run(self, task: str, key: str, unit: Unit, task_id: str, perform: Callable[[], Any]) -> Any:
+        """``perform()`` once per task and key: its output now, or the output an earlier execution recorded.
 
         Raises:
-            IdempotencyKeyBusy: another live execution kept the key for longer than ``wait``.
+            Deferred: a live execution of another unit still holds the key after ``wait``.
         """
         deadline = time.monotonic() + self.wait
         while True:
-            taken = self.records.begin(key, unit, task_id, self.ttl)
+            taken = self.records.begin(task, key, unit, task_id, self.ttl)
             if taken.verdict is KeyVerdict.DONE:
-                log.info("idempotency key %r already ran: reusing its output", key)
+                log.info("idempotency key %r of %s already ran: reusing its output", key, task)
                 return taken.output
             if taken.verdict is KeyVerdict.GO:
                 break
             if time.monotonic() > deadline:
-                raise IdempotencyKeyBusy(f"idempotency key {key!r} is held by another live execution; retrying later")
+                raise Deferred(f"idempotency key {key!r} of {task} is held by another live execution", self.defer)
             time.sleep(POLL)
         try:
             output = perform()
         except BaseException:
-            self.records.abandon(key)
+            self.records.abandon(task, key)
             raise
-        self.records.end(key, task_id, output, self.ttl)
+        self.records.end(task, key, task_id, output, self.ttl)
         return output

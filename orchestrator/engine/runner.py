@@ -24,12 +24,14 @@ from orchestrator.engine.ports import LeaseHolder, RunStore
 from orchestrator.engine.records import Outcome, StepError
 from orchestrator.engine.unit import StepMessage
 from orchestrator.engine.verdicts import ClaimVerdict
-from orchestrator.errors import ExpressionError, MissingValue, NonSerializableOutput, TaskError
+from orchestrator.errors import Deferred, ExpressionError, MissingValue, NonSerializableOutput, TaskError
 from orchestrator.plan.compiler import Plan
 from orchestrator.plan.policy import RetryPolicy
 
 log = logging.getLogger(__name__)
 MAX_ERROR_MESSAGE = 2000
+KEY_WAIT = 2.0
+"""Seconds a delivery waits in process for an idempotency key another execution holds, before it defers."""
 
 
 class TaskCaller(Protocol):
@@ -71,7 +73,9 @@ class StepRunner:
         self.leases = leases
         self.call = call
         self.lease_seconds = lease_seconds
-        self.idempotency = IdempotencyGuard(store.side_effects, ttl=key_ttl, wait=2 * lease_seconds)
+        self.idempotency = IdempotencyGuard(
+            store.side_effects, ttl=key_ttl, wait=min(KEY_WAIT, lease_seconds), defer=lease_seconds / 2
+        )
         self._reads: dict[tuple[str, str, bool], StepReads] = {}
 
     def run(self, message: StepMessage, task_id: str, worker: str) -> None:
@@ -97,6 +101,8 @@ class StepRunner:
         with self.leases.hold(unit):
             try:
                 self._execute(plan, message, task_id, RunContext.of(message.run_id, inputs))
+            except Deferred as deferred:
+                self.coordinator.defer(plan, message, task_id, deferred)
             except Exception as exc:
                 self.failed(plan, message, task_id, exc)
 
@@ -126,7 +132,7 @@ class StepRunner:
             output = run_task()
         else:
             key = str(render(spec.idempotency_key, context.resolve))
-            output = self.idempotency.run(key, unit, task_id, run_task)
+            output = self.idempotency.run(spec.task, key, unit, task_id, run_task)
         if message.item is not None:
             self.coordinator.item_succeeded(plan, message, task_id, output)
         else:

@@ -84,9 +84,9 @@ class Keys:
         """String: a compiled plan as JSON, content-addressed."""
         return f"{self.prefix}:plan:{plan_id}"
 
-    def idempotency(self, key: str) -> str:
-        """Hash: a step idempotency key's owner, state and recorded output."""
-        return f"{self.prefix}:idempotency:{key}"
+    def idempotency(self, task: str, key: str) -> str:
+        """Hash: the owner, state and recorded output of a step's idempotency key, scoped by task name."""
+        return f"{self.prefix}:idempotency:{task}:{key}"
 
     # --- poison messages ---
     def dead_letters(self) -> str:

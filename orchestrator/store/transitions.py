@@ -142,11 +142,17 @@ class RedisSteps(Part):
         split = names.index("|")
         return Completion(CompleteVerdict.OK, run_status, tuple(names[:split]), tuple(names[split + 1 :]))
 
-    def schedule_retry(self, unit: Unit, task_id: str, error: StepError, guard_until: float) -> bool:
-        """Record a failed attempt that will run again (``lua/retry.lua``); False if this execution lost the unit."""
+    def schedule_retry(
+        self, unit: Unit, task_id: str, error: StepError, guard_until: float, *, counts: bool = True
+    ) -> bool:
+        """Record an attempt that will run again (``lua/retry.lua``); False if this execution lost the unit.
+
+        With ``counts`` False the attempt is handed back uncounted (a deferral): its message is
+        published again for the same attempt number.
+        """
         result = self.scripts.retry(
             keys=[self.keys.unit(unit), self.keys.leases()],
-            args=[task_id, error.model_dump_json(), now_iso(), guard_until, str(unit)],
+            args=[task_id, error.model_dump_json(), now_iso(), guard_until, str(unit), "1" if counts else "0"],
         )
         return bool(result)
 

@@ -121,3 +121,39 @@ def test_idempotency_key_runs_a_side_effect_once_across_runs(orchestra: Orchestr
     assert first.steps["charge"].output == second.steps["charge"].output == "charged A1"
     assert third.steps["charge"].output == "charged B2"
     assert orchestra.effects()["charge"] == 2  # A1 once, B2 once
+
+
+def test_a_key_held_by_a_live_execution_defers_the_other_without_using_an_attempt(orchestra: Orchestra) -> None:
+    orchestra.worker(concurrency=2)
+    data = {
+        "workflow": "idem-race",
+        "steps": {
+            "charge": {
+                "task": "t.effect",
+                "idempotency_key": "charge-shared",
+                "args": {"name": "charge", "sleep": 3.0, "value": "charged"},
+            },
+        },
+    }
+    first, second = orchestra.submit(data), orchestra.submit(data)  # both start at once
+    records = [orchestra.wait(first, timeout=60), orchestra.wait(second, timeout=60)]
+    assert [r.status for r in records] == [RunStatus.SUCCEEDED] * 2
+    assert [r.steps["charge"].output for r in records] == ["charged", "charged"]
+    assert [r.steps["charge"].attempts for r in records] == [1, 1]  # the deferral was not an attempt
+    assert orchestra.effects()["charge"] == 1
+
+
+def test_the_same_key_for_two_tasks_names_two_side_effects(orchestra: Orchestra) -> None:
+    orchestra.worker(concurrency=2)
+    key = "shared-key"
+    first = orchestra.submit(
+        {
+            "workflow": "w-a",
+            "steps": {"s": {"task": "t.effect", "idempotency_key": key, "args": {"name": "a", "value": "A"}}},
+        }
+    )
+    assert orchestra.wait(first).steps["s"].output == "A"
+    second = orchestra.submit(
+        {"workflow": "w-b", "steps": {"s": {"task": "t.square", "idempotency_key": key, "args": {"x": 3}}}}
+    )
+    assert orchestra.wait(second).steps["s"].output == 9  # not workflow w-a's "A"

@@ -170,3 +170,35 @@ def test_claim_and_read_reloads_its_script_after_a_flush(store: RedisRunStore) -
     claimed, read = store.steps.claim_and_read(Unit(run_id, "b"), "t1", 1, "w", 5, StepReads(outputs=("a",)))
     assert claimed.ok and read is not None
     assert read.outputs == {"a": {"n": 1}} and read.workflow == "w"
+
+
+def test_an_idempotency_key_belongs_to_an_execution_not_to_a_unit(store: RedisRunStore) -> None:
+    plan = _plan({"a": {"task": "t"}, "b": {"task": "t"}})
+    run_id = _new_run(store, plan)
+    a, b = Unit(run_id, "a"), Unit(run_id, "b")
+    keys = store.side_effects
+    assert claim(store, a, "t1", 1, "w", 30).ok
+    assert keys.begin("t", "k", a, "t1", 60).verdict == "go"
+    assert claim(store, b, "t9", 1, "w", 30).ok
+    assert keys.begin("t", "k", b, "t9", 60).verdict == "busy"  # a live execution of another unit holds it
+    assert keys.begin("other.task", "k", b, "t9", 60).verdict == "go"  # keys are scoped by task
+    store.redis.zadd(store.keys.leases(), {str(a): 0})  # a's worker died...
+    recovery = store.leases.recover(a, 30)
+    assert recovery.verdict == "requeue"
+    assert claim(store, a, "t2", 1, "w", 30).ok  # ...and its recovery claimed it with a fresh lease
+    assert keys.begin("t", "k", a, "t2", 60).verdict == "go"  # it takes its own key over at once
+    keys.end("t", "k", "t2", {"done": True}, 60)
+    taken = keys.begin("t", "k", b, "t9", 60)
+    assert (taken.verdict, taken.output) == ("done", {"done": True})
+
+
+def test_a_deferred_attempt_is_claimed_again_under_the_same_number(store: RedisRunStore) -> None:
+    plan = _plan({"a": {"task": "t"}})
+    run_id = _new_run(store, plan)
+    unit = Unit(run_id, "a")
+    assert claim(store, unit, "t1", 1, "w", 30).ok
+    error = StepError(type="Deferred", message="key busy")
+    assert store.steps.schedule_retry(unit, "t1", error, time.time() + 30, counts=False)
+    assert claim(store, unit, "t2", 2, "w", 30).verdict == "stale"  # it was not counted...
+    assert claim(store, unit, "t2", 1, "w", 30).ok  # ...the same attempt runs again
+    assert store.runs.get(run_id).steps["a"].attempts == 1
