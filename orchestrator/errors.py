@@ -135,6 +135,13 @@ class RunStateError(RunError):
     """The run is in a state that does not allow the operation (e.g. retrying a running run)."""
 
 
+class InvalidMessage(RunError):
+    """A step message that cannot belong to any run: malformed, or contradicting the run store.
+
+    The worker dead-letters it with this message as the reason; nothing runs.
+    """
+
+
 class DeadLetterNotFound(RunError):
     """No dead letter with that id."""
 

@@ -7,14 +7,17 @@ itself, and the lease keeper starts a thread per process id).
 
 from __future__ import annotations
 
+import logging
 from functools import cached_property
 from typing import Any
 
+from billiard.common import terminate_handler_fired
 from celery import Celery, current_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, WorkerShutdown, WorkerTerminate
 
 from config import Settings
 from orchestrator.broker.dispatch import CeleryDispatcher
+from orchestrator.definition.models import is_reserved_task
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.runner import StepRunner
@@ -23,6 +26,8 @@ from orchestrator.plan.policy import base_policy
 from orchestrator.store import Keys, RedisRunStore, redis_client
 from workers.celery_config import celery_config
 from workers.leases import LeaseKeeper
+
+log = logging.getLogger(__name__)
 
 
 class CeleryTasks:
@@ -38,6 +43,8 @@ class CeleryTasks:
 
     def __call__(self, task: str, args: dict[str, Any]) -> Any:
         user_task = self.app.tasks.get(task)
+        if is_reserved_task(task):
+            raise UnknownTask(f"task {task!r} is the orchestrator's or Celery's own; a step cannot run it")
         if user_task is None:
             worker = current_task.request.hostname if current_task else "this worker"
             raise UnknownTask(f"task {task!r} is not registered on {worker}; add its module to ORCH_TASK_MODULES")
@@ -47,6 +54,18 @@ class CeleryTasks:
             limits = current_task.request.timelimit if current_task else None
             soft = limits[1] if limits and limits[1] else None
             raise StepTimeout(f"time limit of {soft:g}s exceeded" if soft else "time limit exceeded") from None
+
+
+def is_shutdown(exc: BaseException) -> bool:
+    """Whether ``exc`` stops the worker process rather than ending the step's attempt.
+
+    Celery's warm and cold shutdowns, Ctrl-C, and the ``SystemExit`` billiard raises in a pool
+    process when it is told to terminate (a cancelled task, a connection loss): the message is
+    handed back. A task's own ``sys.exit()`` is none of these.
+    """
+    if isinstance(exc, WorkerShutdown | WorkerTerminate | KeyboardInterrupt | GeneratorExit):
+        return True
+    return isinstance(exc, SystemExit) and terminate_handler_fired()
 
 
 class Runtime:
@@ -78,6 +97,7 @@ class Runtime:
             CeleryTasks(app),
             lease_seconds=settings.worker.lease,
             key_ttl=settings.worker.result_expires,
+            is_shutdown=is_shutdown,
         )
 
 
@@ -95,11 +115,22 @@ class WorkerApp(Celery):  # type: ignore[misc]
         self.settings = settings
         self.store_url = store_url
         self.conf.update(celery_config(settings, broker_url, store_url))
+        # Items on a queue that are not messages at all reach the dead-letter queue (workers.transport).
+        self.conf.broker_transport_options = {**self.conf.broker_transport_options, "poison_handler": self.poison}
 
     @cached_property
     def runtime(self) -> Runtime:
         """Store, coordinator and step runner of this process (connected the first time)."""
         return Runtime(self, self.settings, self.store_url)
+
+    def poison(self, raw: bytes, queue: str, reason: str) -> None:
+        """Keep an item popped from ``queue`` that is not a message (not JSON, no envelope) as a dead letter."""
+        letter = self.runtime.store.dead_letters.record(
+            "undecodable", reason, body=raw, headers=None, queue=queue, content_type=None, content_encoding=None
+        )
+        log.error(
+            "an item of queue %s that is not a message was moved to the dead-letter queue as %s", queue, letter.id
+        )
 
     @cached_property
     def registry(self) -> WorkflowRegistry:

@@ -55,7 +55,7 @@ class CeleryDispatcher:
             for d in deliveries:
                 result = self.app.send_task(
                     STEP_TASK,
-                    kwargs=d.message.model_dump(exclude_none=True),
+                    kwargs=d.message.kwargs(),
                     queue=d.queue,
                     producer=producer,
                     **_options(d),
@@ -82,7 +82,7 @@ class CeleryDispatcher:
         try:
             for d in deliveries:
                 task_id = uuid()
-                kwargs = d.message.model_dump(exclude_none=True)
+                kwargs = d.message.kwargs()
                 headers, properties, body, sent = amqp.as_task_v2(
                     task_id,
                     STEP_TASK,

@@ -15,7 +15,7 @@ from pydantic import JsonValue
 from orchestrator.definition.expressions import parse_expression
 from orchestrator.definition.expressions import references as expression_references
 from orchestrator.definition.graph import Dag
-from orchestrator.definition.models import ParamType, Policy, Step, Workflow
+from orchestrator.definition.models import RESERVED_TASK_PREFIXES, ParamType, Policy, Step, Workflow, is_reserved_task
 from orchestrator.definition.params import check_value
 from orchestrator.definition.problems import dotted, suggest
 from orchestrator.definition.references import (
@@ -262,14 +262,26 @@ class _Checker:
                     "or give the param a default",
                 )
 
-    def check_tasks(self, tasks: Collection[str]) -> None:
-        known = set(tasks)
+    def named_tasks(self) -> list[tuple[Loc, str]]:
         named: list[tuple[Loc, str]] = [(("steps", n, "task"), s.task) for n, s in self.workflow.steps.items()]
         for hook in ("on_failure", "on_success"):
             if (spec := getattr(self.workflow, hook)) is not None:
                 named.append(((hook, "task"), spec.task))
-        for loc, task in named:
-            if task not in known:
+        return named
+
+    def check_reserved_tasks(self) -> None:
+        for loc, task in self.named_tasks():
+            if is_reserved_task(task):
+                self.add(
+                    loc,
+                    f"task {task!r} is the orchestrator's or Celery's own; a step runs your tasks, "
+                    f"not names starting with {' or '.join(repr(p) for p in RESERVED_TASK_PREFIXES)}",
+                )
+
+    def check_tasks(self, tasks: Collection[str]) -> None:
+        known = {t for t in tasks if not is_reserved_task(t)}
+        for loc, task in self.named_tasks():
+            if task not in known and not is_reserved_task(task):
                 hint = self.suggest("tasks", task, known, cutoff=0.8)
                 hint = hint or "; check the name, or list its module in ORCH_TASK_MODULES"
                 self.add(loc, f"unknown task {task!r}: no worker module registers it{hint}")
@@ -305,6 +317,7 @@ def check_workflow(
     checker.check_params()
     checker.check_time_limits()
     checker.check_schedules()
+    checker.check_reserved_tasks()
     if tasks is not None:
         checker.check_tasks(tasks)
     return checker.problems

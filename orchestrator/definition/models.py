@@ -31,6 +31,16 @@ WORKFLOW_ID = r"^[a-z0-9][a-z0-9._-]*$"
 STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 TASK_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]*$"
 
+RESERVED_TASK_PREFIXES = ("orchestrator.", "celery.")
+"""Task names a step may not run: the orchestrator's own tasks (the step task, the schedule tick)
+and Celery's built-in ones. A step naming ``orchestrator.step`` could act on another run."""
+
+
+def is_reserved_task(name: str) -> bool:
+    """Whether ``name`` is the orchestrator's or Celery's own task (see :data:`RESERVED_TASK_PREFIXES`)."""
+    return name.startswith(RESERVED_TASK_PREFIXES)
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """Seconds; accepts ``500ms``, ``30s``, ``5m``, ``2h``, ``1d`` or a number."""
 WorkflowId = Annotated[str, StringConstraints(pattern=WORKFLOW_ID, max_length=200)]

@@ -63,34 +63,57 @@ def json_problem(value: Any) -> str | None:
 
     JSON has no NaN or infinity, no keys other than strings, and no sets, bytes or objects;
     ``json.dumps`` would write some of these anyway (``NaN``, ``{"1": ...}``) or fail later,
-    when the run is already half recorded. Nesting is limited to :data:`MAX_DEPTH` levels.
+    when the run is already half recorded. Text must be UTF-8: a lone surrogate (what Python
+    makes of a file name that is not UTF-8) is written by ``json.dumps`` but no reader of the run
+    record can show it. Nesting is limited to :data:`MAX_DEPTH` levels.
     """
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()
-        if item is None or isinstance(item, bool | str):
-            continue
-        if isinstance(item, int):
-            if abs(item).bit_length() > 13_288:  # 2**13288 > 10**4000; int() reads back 4300 digits at most
-                return "an integer of more than 4000 digits"
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return f"{json.dumps(item)} is not a JSON number; give a finite number"
-        elif isinstance(item, list | tuple | dict):
+        if isinstance(item, list | tuple | dict):
             if depth >= MAX_DEPTH:
                 return f"lists and objects nest deeper than {MAX_DEPTH} levels"
             if isinstance(item, dict):
-                if bad := [key for key in item if not isinstance(key, str)]:
-                    return f"object keys are strings, not {type_name(bad[0])} {bad[0]!r}"
+                if (problem := _keys_problem(item)) is not None:
+                    return problem
                 stack.extend((child, depth + 1) for child in item.values())
             else:
                 stack.extend((child, depth + 1) for child in item)
-        else:
-            return (
-                f"a value of type {type(item).__name__} is not JSON; "
-                "use strings, numbers, booleans, null, lists and objects"
-            )
+        elif (problem := _scalar_problem(item)) is not None:
+            return problem
     return None
+
+
+def _scalar_problem(item: Any) -> str | None:
+    if item is None or isinstance(item, bool):
+        return None
+    if isinstance(item, str):
+        return None if _is_utf8(item) else f"text {_short(item)} is not UTF-8 ({_SURROGATE})"
+    if isinstance(item, int):
+        # 2**13288 > 10**4000; int() reads back 4300 digits at most
+        return "an integer of more than 4000 digits" if abs(item).bit_length() > 13_288 else None
+    if isinstance(item, float):
+        return None if math.isfinite(item) else f"{json.dumps(item)} is not a JSON number; give a finite number"
+    return f"a value of type {type(item).__name__} is not JSON; use strings, numbers, booleans, null, lists and objects"
+
+
+def _keys_problem(item: dict[Any, Any]) -> str | None:
+    if bad := [key for key in item if not isinstance(key, str)]:
+        return f"object keys are strings, not {type_name(bad[0])} {bad[0]!r}"
+    if bad := [key for key in item if not _is_utf8(key)]:
+        return f"object key {_short(bad[0])} is not UTF-8 ({_SURROGATE})"
+    return None
+
+
+_SURROGATE = "it holds a lone surrogate, as a file name that is not UTF-8 does"
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def resolve_params(specs: Mapping[str, Param], given: Mapping[str, Any]) -> dict[str, Any]:

@@ -105,11 +105,11 @@ class Coordinator:
         plan, status = self.store.runs.plan_of(run_id)
         if not RunStatus(status).finished:
             raise RunStateError(f"run {run_id} is {status}; cancel it first or wait for it to finish")
-        start, skip = self.store.runs.reset_for_retry(plan, run_id)
-        if start:
-            self.store.steps.mark_queued(run_id, start, self.lease_seconds)
-            self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id) for s in start])
-        for step in skip:
+        reset = self.store.runs.reset_for_retry(plan, run_id)
+        if reset.start:
+            self.store.steps.mark_queued(run_id, reset.start, self.lease_seconds)
+            self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id, epoch=reset.epoch) for s in reset.start])
+        for step in reset.skip:
             self.finish(plan, Unit(run_id, step), "", Outcome.skipped())
         return self.get(run_id)
 
@@ -124,7 +124,8 @@ class Coordinator:
             if current.verdict is not CompleteVerdict.OK:
                 continue
             if current.fired:
-                self._send(plan, [StepMessage.of(Unit(unit.run_id, s), plan.plan_id) for s in current.fired])
+                fired = [StepMessage.of(Unit(unit.run_id, s), plan.plan_id, epoch=current.epoch) for s in current.fired]
+                self._send(plan, fired)
             for step in current.skipped:
                 pending.append(self._complete(plan, Unit(unit.run_id, step), "", Outcome.skipped()))
             if current.run_finished:
@@ -190,7 +191,8 @@ class Coordinator:
             self.finish(plan, unit, task_id, Outcome.succeeded([]))
             return
         self.store.steps.start_fan_out(unit, items)
-        self._send(plan, [StepMessage.of(Unit(unit.run_id, unit.step, i), plan.plan_id) for i in range(len(items))])
+        items_of = (Unit(unit.run_id, unit.step, i) for i in range(len(items)))
+        self._send(plan, [StepMessage.of(item, plan.plan_id, epoch=message.epoch) for item in items_of])
         self.store.steps.fanned_out(unit)
 
     # --- recovery ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from orchestrator.engine.context import StepInputs, StepReads
 from orchestrator.engine.records import Outcome, RunRecord, StepError, Trigger, now_iso
 from orchestrator.engine.unit import StepMessage, Unit
-from orchestrator.engine.verdicts import Cancellation, Claim, Completion, ItemEnd, Recovery, SideEffect
+from orchestrator.engine.verdicts import Cancellation, Claim, Completion, ItemEnd, Recovery, Reset, SideEffect
 from orchestrator.plan.compiler import Plan
 
 # --- what the store reads and writes ------------------------------------------------------------
@@ -48,14 +48,14 @@ class Runs(Protocol):
     def get(self, run_id: str) -> RunRecord: ...
     def recent(self, workflow: str | None = None, status: str | None = None, limit: int = 20) -> list[RunRecord]: ...
     def cancel(self, run_id: str, steps: Sequence[str]) -> Cancellation: ...
-    def reset_for_retry(self, plan: Plan, run_id: str) -> tuple[list[str], list[str]]: ...
+    def reset_for_retry(self, plan: Plan, run_id: str) -> Reset: ...
 
 
 class Steps(Protocol):
     """The transitions of steps and ``for_each`` items, each atomic."""
 
     def claim_and_read(
-        self, unit: Unit, task_id: str, attempt: int, worker: str, lease_seconds: float, reads: StepReads
+        self, message: StepMessage, task_id: str, worker: str, lease_seconds: float, reads: StepReads
     ) -> tuple[Claim, StepInputs | None]: ...
     def complete(
         self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome, *, lease_seconds: float

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -24,7 +25,15 @@ from orchestrator.engine.ports import LeaseHolder, RunStore
 from orchestrator.engine.records import Outcome, StepError
 from orchestrator.engine.unit import StepMessage
 from orchestrator.engine.verdicts import ClaimVerdict
-from orchestrator.errors import Deferred, ExpressionError, MissingValue, NonSerializableOutput, TaskError
+from orchestrator.errors import (
+    Deferred,
+    ExpressionError,
+    InvalidMessage,
+    MissingValue,
+    NonSerializableOutput,
+    PlanNotFound,
+    TaskError,
+)
 from orchestrator.plan.compiler import Plan
 from orchestrator.plan.policy import RetryPolicy
 
@@ -56,6 +65,9 @@ class StepRunner:
         call: Runs a user task by name.
         lease_seconds: Length of a claim's lease.
         key_ttl: How long an idempotency key's record (and output) is kept.
+        is_shutdown: Whether an exception is the process's business, not the step's (a shutdown
+            signal, Ctrl-C): it propagates, and the message is handed back. Any other exception,
+            ``SystemExit`` from a task's own ``sys.exit()`` too, ends the attempt.
     """
 
     def __init__(
@@ -67,8 +79,10 @@ class StepRunner:
         *,
         lease_seconds: float,
         key_ttl: float,
+        is_shutdown: Callable[[BaseException], bool] = lambda exc: isinstance(exc, KeyboardInterrupt | GeneratorExit),
     ) -> None:
         self.store = store
+        self.is_shutdown = is_shutdown
         self.coordinator = coordinator
         self.leases = leases
         self.call = call
@@ -79,12 +93,18 @@ class StepRunner:
         self._reads: dict[tuple[str, str, bool], StepReads] = {}
 
     def run(self, message: StepMessage, task_id: str, worker: str) -> None:
-        """Claim the message's unit and, if this delivery won it, run it to its outcome."""
-        plan = self.store.runs.plan(message.plan_id)
+        """Claim the message's unit and, if this delivery won it, run it to its outcome.
+
+        Raises:
+            InvalidMessage: the message names no plan, step or item of its run; nothing ran.
+        """
+        plan = self._plan(message)
         unit = message.unit
         claim, inputs = self.store.steps.claim_and_read(
-            unit, task_id, message.attempt, worker, self.lease_seconds, self._reads_of(plan, message)
+            message, task_id, worker, self.lease_seconds, self._reads_of(plan, message)
         )
+        if claim.verdict is ClaimVerdict.INVALID:
+            raise InvalidMessage(f"{unit} (attempt {message.attempt}): {claim.detail}")
         if claim.verdict is ClaimVerdict.POISON:
             self.coordinator.lost(plan, message, task_id, int(claim.detail))
             return
@@ -103,8 +123,31 @@ class StepRunner:
                 self._execute(plan, message, task_id, RunContext.of(message.run_id, inputs))
             except Deferred as deferred:
                 self.coordinator.defer(plan, message, task_id, deferred)
-            except Exception as exc:
+            except BaseException as exc:  # sys.exit() in a task ends its attempt, not its worker
+                if self.is_shutdown(exc):
+                    raise
                 self.failed(plan, message, task_id, exc)
+
+    def _plan(self, message: StepMessage) -> Plan:
+        """The message's plan, checked to hold its step (and item, and attempt).
+
+        Raises:
+            InvalidMessage: it does not.
+        """
+        try:
+            plan = self.store.runs.plan(message.plan_id)
+        except PlanNotFound:
+            raise InvalidMessage(f"{message.unit}: no plan {message.plan_id!r} in the run store") from None
+        step = plan.steps.get(message.step)
+        if step is None:
+            raise InvalidMessage(f"{message.unit}: workflow {plan.workflow!r} has no step {message.step!r}")
+        if message.item is not None and not step.fan_out:
+            raise InvalidMessage(f"{message.unit}: step {message.step!r} has no items (it is not a for_each step)")
+        if message.attempt > step.policy.retry.max_attempts:
+            raise InvalidMessage(
+                f"{message.unit}: attempt {message.attempt} of a step with {step.policy.retry.max_attempts}"
+            )
+        return plan
 
     def failed(self, plan: Plan, message: StepMessage, task_id: str, exc: BaseException) -> None:
         """Record a failed attempt: retried or failed by the step's policy."""
@@ -158,7 +201,18 @@ def failure(exc: BaseException, policy: RetryPolicy) -> tuple[StepError, bool]:
     """
     fixed = exc.retryable if isinstance(exc, TaskError) else None
     retryable = fixed if fixed is not None else policy.retries(error_names(exc))
-    return StepError(type=type(exc).__name__, message=str(exc)[:MAX_ERROR_MESSAGE]), retryable
+    return StepError(type=type(exc).__name__, message=describe(exc)), retryable
+
+
+def describe(exc: BaseException) -> str:
+    """``str(exc)`` as the run record can hold it: cut short, valid UTF-8, never raising."""
+    try:
+        text = str(exc)
+    except BaseException as inner:  # an exception whose __str__ raises
+        text = f"<its message cannot be shown: {type(inner).__name__} in __str__>"
+    if isinstance(exc, SystemExit):
+        text = f"the task called sys.exit({text})"
+    return text[:MAX_ERROR_MESSAGE].encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_names(exc: BaseException) -> list[str]:

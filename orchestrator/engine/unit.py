@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 STEP_TASK = "orchestrator.step"
 """The name of the step task, sent by name (the coordinator never imports the worker package)."""
@@ -59,19 +60,26 @@ class StepMessage(BaseModel):
         step: The step name.
         attempt: Which attempt this message is for (1-based); a stale duplicate is dropped.
         item: For a ``for_each`` step, the index of the item; None for the step itself.
+        epoch: How many times the run had been retried when the message was sent: a message
+            from before a retry is stale, whatever it names.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    run_id: str
-    plan_id: str
-    step: str
-    attempt: int = 1
-    item: int | None = None
+    run_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    plan_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    step: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    attempt: Annotated[int, Field(ge=1)] = 1
+    item: Annotated[int, Field(ge=0)] | None = None
+    epoch: Annotated[int, Field(ge=0)] = 0
 
     @classmethod
-    def of(cls, unit: Unit, plan_id: str, attempt: int = 1) -> StepMessage:
-        return cls(run_id=unit.run_id, plan_id=plan_id, step=unit.step, attempt=attempt, item=unit.item)
+    def of(cls, unit: Unit, plan_id: str, attempt: int = 1, epoch: int = 0) -> StepMessage:
+        return cls(run_id=unit.run_id, plan_id=plan_id, step=unit.step, attempt=attempt, item=unit.item, epoch=epoch)
+
+    def kwargs(self) -> dict[str, Any]:
+        """The step task's keyword arguments: the fields, defaults left out."""
+        return self.model_dump(exclude_defaults=True)
 
     @property
     def unit(self) -> Unit:
@@ -82,6 +90,6 @@ class StepMessage(BaseModel):
 
     def size(self) -> int:
         """Bytes of the whole message: protocol-2 body plus headers (reprs of the kwargs included)."""
-        kwargs = json.dumps(self.model_dump(exclude_none=True), separators=(",", ":"))
+        kwargs = json.dumps(self.kwargs(), separators=(",", ":"))
         body = f'[[],{kwargs},{{"callbacks":null,"errbacks":null,"chain":null,"chord":null}}]'
         return len(body) + HEADERS_ESTIMATE + len(kwargs)

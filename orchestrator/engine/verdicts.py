@@ -29,6 +29,8 @@ class ClaimVerdict(StrEnum):
     """The message is for another attempt, or the unit is not ready (pending)."""
     POISON = "poison"
     """Its executions died too often: fail it instead of running it again."""
+    INVALID = "invalid"
+    """The message contradicts the store (another run's plan, an item the step never fanned out)."""
 
 
 class CompleteVerdict(StrEnum):
@@ -105,6 +107,8 @@ class Completion:
     run_status: str = ""
     fired: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
+    epoch: int = 0
+    """The run's epoch: the messages of the fired dependents carry it."""
 
     @property
     def run_finished(self) -> bool:
@@ -136,6 +140,15 @@ class Cancellation:
 
     verdict: CancelVerdict
     task_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reset:
+    """A finished run reset for retry: the steps to start and to skip, and the run's new epoch."""
+
+    start: tuple[str, ...]
+    skip: tuple[str, ...]
+    epoch: int
 
 
 @dataclass(frozen=True)

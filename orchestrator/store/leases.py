@@ -44,7 +44,7 @@ class RedisLeases(Part):
     def recover(self, unit: Unit, guard_seconds: float) -> Recovery:
         """Decide about a unit whose lease or outbox entry expired (see ``lua/recover.lua``)."""
         now = time.time()
-        verdict, attempt, plan_id, task_id, deaths = (
+        verdict, attempt, plan_id, task_id, deaths, epoch = (
             str(v)
             for v in self.scripts.recover(
                 keys=[self.keys.run(unit.run_id), self.keys.unit(unit), self.keys.leases(), self.keys.outbox()],
@@ -62,5 +62,5 @@ class RedisLeases(Part):
         decided = RecoverVerdict(verdict)
         if decided is RecoverVerdict.NONE:
             return Recovery(decided)
-        message = StepMessage.of(unit, plan_id, attempt=max(int(attempt), 1))
+        message = StepMessage.of(unit, plan_id, attempt=max(int(attempt), 1), epoch=int(epoch))
         return Recovery(decided, message, task_id, int(deaths))

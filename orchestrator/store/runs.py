@@ -20,7 +20,7 @@ from orchestrator.engine.ports import NewRun
 from orchestrator.engine.records import RunRecord, RunStatus, StepRecord, StepStatus, now_iso
 from orchestrator.engine.rules import Decision, decide
 from orchestrator.engine.unit import Unit
-from orchestrator.engine.verdicts import Cancellation, CancelVerdict
+from orchestrator.engine.verdicts import Cancellation, CancelVerdict, Reset
 from orchestrator.errors import PlanNotFound, RunNotFound
 from orchestrator.plan.compiler import Plan
 from orchestrator.store.keys import Keys
@@ -159,10 +159,12 @@ class RedisRuns(Part):
         verdict, *task_ids = (str(r) for r in self.scripts.cancel(keys=keys, args=[now_iso()]))
         return Cancellation(CancelVerdict(verdict), tuple(task_ids) if verdict == CancelVerdict.OK else ())
 
-    def reset_for_retry(self, plan: Plan, run_id: str) -> tuple[list[str], list[str]]:
+    def reset_for_retry(self, plan: Plan, run_id: str) -> Reset:
         """Reset every step that did not succeed; returns the steps to start and those to skip.
 
         Succeeded steps keep status and output, and count as arrived at their dependents' joins.
+        The run's epoch goes up by one: a message sent before the reset (an item still queued, a
+        retry waiting out its backoff) is stale from now on, whatever unit it names.
         """
         names = list(plan.steps)
         pipe = self.redis.pipeline(transaction=False)
@@ -188,7 +190,8 @@ class RedisRuns(Part):
                 pipe.hset(self.keys.join(run_id, step), mapping=dict.fromkeys(arrived, StepStatus.SUCCEEDED.value))
         pipe.hset(self.keys.run(run_id), mapping={"status": "running", "remaining": len(reset), "failed": 0})
         pipe.hdel(self.keys.run(run_id), "finished_at")
-        pipe.execute()
+        pipe.hincrby(self.keys.run(run_id), "epoch", 1)
+        epoch = int(pipe.execute()[-1])
         start: list[str] = []
         skip: list[str] = []
         for step in reset:
@@ -196,4 +199,4 @@ class RedisRuns(Part):
             if all(n in kept for n in spec.needs):
                 decision = decide(spec.trigger_rule, len(spec.needs), 0, 0, len(spec.needs))
                 (start if decision is Decision.FIRE else skip).append(step)
-        return start, skip
+        return Reset(tuple(start), tuple(skip), epoch)

@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError
 
 from orchestrator.engine.context import StepInputs, StepReads
 from orchestrator.engine.records import Outcome, StepError, StepStatus, now_iso
-from orchestrator.engine.unit import Unit
+from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import Claim, ClaimVerdict, CompleteVerdict, Completion, ItemEnd, ItemVerdict
 from orchestrator.errors import RunNotFound
 from orchestrator.plan.compiler import Plan
@@ -35,9 +35,9 @@ class RedisSteps(Part):
     # --- claiming ------------------------------------------------------------------------------
 
     def claim_and_read(
-        self, unit: Unit, task_id: str, attempt: int, worker: str, lease_seconds: float, reads: StepReads
+        self, message: StepMessage, task_id: str, worker: str, lease_seconds: float, reads: StepReads
     ) -> tuple[Claim, StepInputs | None]:
-        """Claim a unit (``lua/claim.lua``) and read what its references need, in one round trip.
+        """Claim a message's unit (``lua/claim.lua``) and read what its references need, in one round trip.
 
         The reads are queued after the claim on the same connection, so they see the state the
         claim left; when the claim fails they are simply not used. Params are read only when the
@@ -47,19 +47,21 @@ class RedisSteps(Part):
         Raises:
             RunNotFound: the claim succeeded but the run's hash is gone (deleted meanwhile).
         """
+        unit = message.unit
         now = time.time()
-        keys = [self.keys.run(unit.run_id), self.keys.unit(unit), self.keys.leases()]
-        is_item = "1" if unit.item is not None else "0"
+        keys = [self.keys.run(unit.run_id), self.keys.unit(unit), self.keys.leases(), self.keys.unit(unit.parent)]
         args: list[str | int | float] = [
             task_id,
-            attempt,
+            message.attempt,
             worker,
             now_iso(),
             now,
             now + lease_seconds,
             str(unit),
             MAX_RECOVERIES,
-            is_item,
+            "" if unit.item is None else unit.item,
+            message.plan_id,
+            message.epoch,
         ]
 
         def execute() -> list[Any]:
@@ -136,11 +138,12 @@ class RedisSteps(Part):
             dependent = plan.steps[name]
             keys += [self.keys.join(run_id, name), self.keys.step(run_id, name)]
             args += [dependent.trigger_rule.value, len(dependent.needs), name, str(Unit(run_id, name))]
-        verdict, run_status, *names = (str(r) for r in self.scripts.complete(keys=keys, args=args))
+        verdict, run_status, epoch, *names = (str(r) for r in self.scripts.complete(keys=keys, args=args))
         if verdict != CompleteVerdict.OK:
             return Completion(CompleteVerdict(verdict), run_status)
         split = names.index("|")
-        return Completion(CompleteVerdict.OK, run_status, tuple(names[:split]), tuple(names[split + 1 :]))
+        fired, skipped = tuple(names[:split]), tuple(names[split + 1 :])
+        return Completion(CompleteVerdict.OK, run_status, fired, skipped, int(epoch))
 
     def schedule_retry(
         self, unit: Unit, task_id: str, error: StepError, guard_until: float, *, counts: bool = True

@@ -792,6 +792,22 @@ SUBMIT_CASES: list[SubmitCase] = [
         ),
     ),
     SubmitCase(
+        "a-lone-surrogate-in-a-string",
+        {"name": "caf\udce9"},
+        (
+            "param 'name' must be JSON: text \"caf\\udce9\" is not UTF-8 (it holds a lone surrogate, as a file name "
+            "that is not UTF-8 does)",
+        ),
+    ),
+    SubmitCase(
+        "a-lone-surrogate-in-a-key",
+        {"name": "x", "opts": {"k\udce9": 1}},
+        (
+            "param 'opts' must be JSON: object key \"k\\udce9\" is not UTF-8 (it holds a lone surrogate, as a file "
+            "name that is not UTF-8 does)",
+        ),
+    ),
+    SubmitCase(
         "bytes-for-a-string",
         {"name": b"x"},
         ("param 'name' must be string, got bytes \"b'x'\"",),

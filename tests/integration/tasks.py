@@ -74,3 +74,27 @@ def items(count: int) -> list[int]:
 def hook(run: dict[str, Any]) -> None:
     """A run hook: records the status the run ended with."""
     effects_redis().rpush(_key("hooks"), f"{run['workflow']}:{run['status']}")
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this message cannot be shown")
+
+
+@shared_task(name="t.escape")
+def escape(name: str, how: str) -> None:
+    """Count the call, then end in a way that is not an ordinary exception."""
+    effects_redis().incr(_key(f"calls-{name}"))
+    if how == "exit":
+        raise SystemExit(3)
+    if how == "unprintable":
+        raise _Unprintable()
+    if how == "surrogate":
+        raise OSError("cannot open /data/caf\udce9.txt")  # a file name that is not UTF-8
+    if how == "base":
+        raise BaseException("a bare BaseException")
+
+
+@shared_task(name="t.surrogate_output")
+def surrogate_output() -> str:
+    return "caf\udce9"

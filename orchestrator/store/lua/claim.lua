@@ -1,8 +1,13 @@
 -- Claim one unit of work (a step, or one item of a for_each step) for one execution.
 --
--- KEYS[1] run             hash: the run's fields
+-- The message is checked against the store before anything runs: it must name the run's plan and
+-- the run's current epoch (a message from before a retry is stale), and an item must belong to a
+-- for_each step that is fanning out, at an index it fanned out.
+--
+-- KEYS[1] run             hash: the run's fields (status, plan_id, epoch)
 -- KEYS[2] unit            hash: the unit's state (status, attempts, task_id, ...)
 -- KEYS[3] leases          zset: unit member -> lease expiry (epoch s)
+-- KEYS[4] parent          hash: for an item, its for_each step's state (status, items); else the unit
 -- ARGV[1] task_id         the delivery that claims it
 -- ARGV[2] attempt         the attempt its message is for (1-based)
 -- ARGV[3] worker          the worker's name
@@ -11,20 +16,33 @@
 -- ARGV[6] lease_expiry    epoch s
 -- ARGV[7] member          the unit's member in leases ('run|step|item')
 -- ARGV[8] max_recoveries  deaths of its executions before it is poison
--- ARGV[9] is_item         '1' for a for_each item
+-- ARGV[9] item            the item's index, '' for a step
+-- ARGV[10] plan_id        the plan the message names
+-- ARGV[11] epoch          the run epoch the message was sent in
 --
--- Returns {verdict, detail}: ok | cancelled | missing | done | busy | stale | poison
-local run, unit, leases = KEYS[1], KEYS[2], KEYS[3]
+-- Returns {verdict, detail}: ok | cancelled | missing | done | busy | stale | poison | invalid
+local run, unit, leases, parent = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local task_id, attempt, worker, now_iso = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local now, lease_expiry, member = tonumber(ARGV[5]), ARGV[6], ARGV[7]
-local max_recoveries, is_item = tonumber(ARGV[8]), ARGV[9]
+local max_recoveries, item, plan_id, epoch = tonumber(ARGV[8]), ARGV[9], ARGV[10], tonumber(ARGV[11])
+local is_item = item ~= ''
 
-local run_status = redis.call('HGET', run, 'status')
+local fields = redis.call('HMGET', run, 'status', 'plan_id', 'epoch', 'started_at')
+local run_status, run_plan, run_epoch, run_started = fields[1], fields[2], tonumber(fields[3] or '0'), fields[4]
 if not run_status then return {'missing', ''} end
+if run_plan ~= plan_id then return {'invalid', 'the message names plan ' .. plan_id .. ', not the run\'s'} end
 if run_status == 'cancelled' then return {'cancelled', ''} end
+if epoch ~= run_epoch then return {'stale', 'sent before the run was retried'} end
+if is_item then
+  local step = redis.call('HMGET', parent, 'status', 'items')
+  if step[2] and tonumber(item) >= tonumber(step[2]) then
+    return {'invalid', 'item ' .. item .. ' of a step with ' .. step[2] .. ' items'}
+  end
+  if step[1] ~= 'running' or not step[2] then return {'stale', 'its step is not fanning out'} end
+end
 
 local state = redis.call('HMGET', unit, 'status', 'attempts')
-local status = unit_status(state[1], is_item)
+local status = unit_status(state[1], is_item and '1' or '0')
 local attempts = tonumber(state[2] or '0')
 if is_finished(status) then return {'done', status} end
 if status == 'pending' or status == 'skipping' then return {'stale', status} end
@@ -47,7 +65,7 @@ redis.call('HSET', unit, 'status', 'running', 'attempts', attempt, 'task_id', ta
   'worker', worker, 'started_at', now_iso)
 redis.call('HDEL', unit, 'finished_at', 'republished')
 redis.call('ZADD', leases, lease_expiry, member)
-if run_status == 'pending' then
-  redis.call('HSET', run, 'status', 'running', 'started_at', now_iso)
-end
+if run_status == 'pending' then redis.call('HSET', run, 'status', 'running') end
+-- The earliest claim's clock, whichever claim runs first: workers' timestamps race each other.
+if not run_started or now_iso < run_started then redis.call('HSET', run, 'started_at', now_iso) end
 return {'ok', ''}

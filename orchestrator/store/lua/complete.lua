@@ -16,7 +16,7 @@
 -- ARGV[8] guard          outbox score for dependents that fire or skip (epoch s)
 -- then four arguments per dependent: its trigger rule, its number of needs, its name, its member
 --
--- Returns {verdict, run_status, fired..., '|', skipped...}; verdict ok | stale | cancelled
+-- Returns {verdict, run_status, run_epoch, fired..., '|', skipped...}; verdict ok | stale | cancelled
 local run, step, output_key, leases, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local task_id, outcome, now_iso, output, error_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local member, step_name, guard = ARGV[6], ARGV[7], ARGV[8]
@@ -51,8 +51,8 @@ end
 
 local current = redis.call('HMGET', step, 'status', 'task_id')
 local status = current[1] or 'pending'
-if is_finished(status) then return {'stale', status} end
-if task_id ~= '' and (status ~= 'running' or current[2] ~= task_id) then return {'stale', status} end
+if is_finished(status) then return {'stale', status, '0'} end
+if task_id ~= '' and (status ~= 'running' or current[2] ~= task_id) then return {'stale', status, '0'} end
 
 redis.call('HSET', step, 'status', outcome, 'finished_at', now_iso)
 if error_json ~= '' then redis.call('HSET', step, 'error', error_json) else redis.call('HDEL', step, 'error') end
@@ -61,7 +61,7 @@ redis.call('ZREM', leases, member)
 redis.call('ZREM', outbox, member)
 
 local run_status = redis.call('HGET', run, 'status')
-if run_status == 'cancelled' then return {'cancelled', run_status} end
+if run_status == 'cancelled' then return {'cancelled', run_status, '0'} end
 if outcome == 'failed' then redis.call('HINCRBY', run, 'failed', 1) end
 
 local fired, skipped = {}, {}
@@ -101,7 +101,7 @@ if remaining <= 0 then
   redis.call('HSET', run, 'status', final, 'finished_at', now_iso)
   run_status = final
 end
-local result = {'ok', run_status}
+local result = {'ok', run_status, redis.call('HGET', run, 'epoch') or '0'}
 for _, name in ipairs(fired) do table.insert(result, name) end
 table.insert(result, '|')
 for _, name in ipairs(skipped) do table.insert(result, name) end

@@ -12,7 +12,7 @@
 -- ARGV[6] first_wait       seconds before a queued unit is published again, the first time
 -- ARGV[7] longest_wait     the longest such wait
 --
--- Returns {verdict, attempt, plan_id, task_id, recoveries}: none | requeue | poison | skip
+-- Returns {verdict, attempt, plan_id, task_id, recoveries, epoch}: none | requeue | poison | skip
 local run, unit, leases, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local member, now, guard = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local max_recoveries, is_item = tonumber(ARGV[4]), ARGV[5]
@@ -21,11 +21,11 @@ local first_wait, longest_wait = tonumber(ARGV[6]), tonumber(ARGV[7])
 local function forget()
   redis.call('ZREM', leases, member)
   redis.call('ZREM', outbox, member)
-  return {'none', '0', '', '', '0'}
+  return {'none', '0', '', '', '0', '0'}
 end
 
-local fields = redis.call('HMGET', run, 'status', 'plan_id')
-local run_status, plan_id = fields[1], fields[2]
+local fields = redis.call('HMGET', run, 'status', 'plan_id', 'epoch')
+local run_status, plan_id, epoch = fields[1], fields[2], fields[3] or '0'
 if not run_status or run_status == 'cancelled' or run_status == 'succeeded' or run_status == 'failed' then
   return forget()
 end
@@ -35,21 +35,21 @@ local attempts = tonumber(state[2] or '0')
 
 if status == 'skipping' then
   redis.call('ZADD', outbox, guard, member)
-  return {'skip', '0', plan_id, '', '0'}
+  return {'skip', '0', plan_id, '', '0', epoch}
 end
 if status ~= 'running' and status ~= 'queued' and status ~= 'retrying' then return forget() end
 
 if status == 'running' then
-  if lease_alive(leases, member, now) then return {'none', '0', '', '', '0'} end
+  if lease_alive(leases, member, now) then return {'none', '0', '', '', '0', '0'} end
   local recoveries, poison = count_recovery(unit, max_recoveries)
-  if poison then return {'poison', tostring(attempts), plan_id, state[3] or '', tostring(recoveries)} end
+  if poison then return {'poison', tostring(attempts), plan_id, state[3] or '', tostring(recoveries), epoch} end
   -- Orphaned: its execution died. Back to queued for the same attempt; a late answer from the
   -- old execution no longer matches the unit's task id and is dropped.
   redis.call('HSET', unit, 'status', 'queued', 'attempts', attempts - 1)
   redis.call('HDEL', unit, 'task_id')
   redis.call('ZREM', leases, member)
   redis.call('ZADD', outbox, guard, member)
-  return {'requeue', tostring(attempts), plan_id, '', tostring(recoveries)}
+  return {'requeue', tostring(attempts), plan_id, '', tostring(recoveries), epoch}
 end
 
 -- Queued or retrying: its message may be lost, or only waiting in a long queue. Publish it again,
@@ -61,4 +61,4 @@ if status == 'queued' then
 else
   redis.call('ZADD', leases, now + wait, member)
 end
-return {'requeue', tostring(attempts + 1), plan_id, '', '0'}
+return {'requeue', tostring(attempts + 1), plan_id, '', '0', epoch}
