@@ -88,12 +88,10 @@ def run_ours(ours: Ours, count: int) -> Sample:
     store.runs.create(NewRun(run_id, plan, params, Trigger.CLI, coordinator.lease_seconds))
     store.steps.published([Unit(run_id, "each")])  # the root's message is "published": it is this process
     task_id = f"bench-fanout-{run_id}"
-    claim, _ = store.steps.claim_and_read(
-        Unit(run_id, "each"), task_id, 1, "fanout@bench", coordinator.lease_seconds, StepReads()
-    )
+    message = StepMessage(run_id=run_id, plan_id=plan.plan_id, step="each")
+    claim, _ = store.steps.claim_and_read(message, task_id, "fanout@bench", coordinator.lease_seconds, StepReads())
     if not claim.ok:
         raise RuntimeError(f"could not claim the for_each step: {claim}")
-    message = StepMessage(run_id=run_id, plan_id=plan.plan_id, step="each")
     started = time.time()
     coordinator.fan_out(plan, message, task_id, items)
     dispatched = time.time()

@@ -1,16 +1,17 @@
 """Configuration: one pydantic-settings object, environment prefix ``ORCH_``."""
 
 from config.settings import (
-    REDIS_SCHEMES,
+    InvalidSettings,
     Settings,
     StepDefaults,
     WorkerSettings,
     get_settings,
-    url_scheme,
 )
+from config.urls import REDIS_SCHEMES, url_scheme
 
 __all__ = [
     "REDIS_SCHEMES",
+    "InvalidSettings",
     "Settings",
     "StepDefaults",
     "WorkerSettings",

@@ -15,18 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from config.urls import BROKER_SCHEMES, REDIS_SCHEMES, url_problem, url_scheme
+
 SECRETS_DIR_ENV = "ORCH_SECRETS_DIR"
-REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "unix", "sentinel"})
-"""URL schemes of a Redis server, as redis-py and kombu spell them (the one list of them)."""
-
-
-def url_scheme(url: str) -> str:
-    """The scheme of a URL, lowercase (``""`` when it has none)."""
-    scheme, sep, _ = url.partition("://")
-    return scheme.lower() if sep else ""
 
 
 class WorkerSettings(BaseModel):
@@ -119,7 +113,17 @@ class Settings(BaseSettings):
     @classmethod
     def _check_basic_auth(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and ":" not in value.get_secret_value():
-            raise ValueError("ORCH_FLOWER_BASIC_AUTH must be user:password")
+            raise ValueError("must be user:password")
+        return value
+
+    @field_validator("broker_url", "store_url", "result_backend")
+    @classmethod
+    def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (info.field_name == "result_backend" and url_scheme(value) not in REDIS_SCHEMES):
+            return value  # a result backend of another kind is Celery's to check
+        allowed = REDIS_SCHEMES if info.field_name == "store_url" else BROKER_SCHEMES
+        if (problem := url_problem(value, allowed)) is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")
@@ -138,11 +142,10 @@ class Settings(BaseSettings):
         urls = [u for u in (self.broker_url, self.store_url) if u]
         if any(u.startswith("sentinel://") for u in urls) and not self.sentinel_master:
             raise ValueError("sentinel:// URLs need the master's name in ORCH_SENTINEL_MASTER")
-        store = self.store_url or self.broker_url
-        if self.broker_url and store and url_scheme(store) not in REDIS_SCHEMES:
+        if self.broker_url and not self.store_url and url_scheme(self.broker_url) not in REDIS_SCHEMES:
             raise ValueError(
-                f"run state needs Redis: ORCH_BROKER_URL is {url_scheme(store)}://, so set ORCH_STORE_URL "
-                "to a redis:// URL"
+                f"run state needs Redis: ORCH_BROKER_URL is {url_scheme(self.broker_url)}://, so set "
+                "ORCH_STORE_URL to a redis:// URL"
             )
         return self
 
@@ -157,7 +160,36 @@ class Settings(BaseSettings):
         return self.store_url or self.broker_url
 
 
+class InvalidSettings(ValueError):
+    """Settings that do not load: one problem per setting, each naming it, never its value.
+
+    Attributes:
+        problems: ``ORCH_NAME: what is wrong`` lines.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def setting_problems(exc: ValidationError) -> list[str]:
+    """A pydantic error as one line per setting: the variable's name and what is wrong, no input values."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False, include_context=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        loc = [str(part) for part in error["loc"]]
+        problems.append(f"ORCH_{'__'.join(loc).upper()}: {message}" if loc else message)
+    return problems
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment, ``.env`` and secrets."""
-    return Settings()
+    """The process-wide settings, read once from the environment, ``.env`` and secrets.
+
+    Raises:
+        InvalidSettings: a setting does not parse or the settings contradict each other.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise InvalidSettings(setting_problems(exc)) from None

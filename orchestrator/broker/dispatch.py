@@ -18,16 +18,22 @@ whatever may not have gone out, and claims drop the duplicates. Other brokers go
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from celery import Celery
 from celery.events import Event
 from celery.utils.time import utcoffset
+from kombu.exceptions import OperationalError
 from kombu.utils.uuid import uuid
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orchestrator.engine.ports import Delivery
 from orchestrator.engine.unit import STEP_TASK
+from orchestrator.errors import ServiceUnavailable
+from orchestrator.store.connections import unreachable
 from orchestrator.store.dead_letters import DeadLetter
 
 
@@ -39,9 +45,14 @@ class CeleryDispatcher:
         self.batch_size = batch_size
 
     def send(self, deliveries: Sequence[Delivery]) -> list[str]:
+        """Publish all deliveries; returns their task ids in order.
+
+        Raises:
+            ServiceUnavailable: the broker cannot be reached.
+        """
         if not deliveries:
             return []
-        with self.app.producer_or_acquire() as producer:
+        with _reachable(), self.app.producer_or_acquire() as producer:
             channel = producer.channel
             if hasattr(channel, "create_publish_batch"):  # kombu's Redis transport
                 with producer.connection._reraise_as_library_errors():
@@ -139,14 +150,16 @@ class CeleryDispatcher:
 
     def revoke(self, task_ids: Sequence[str]) -> None:
         if task_ids:
-            self.app.control.revoke(list(task_ids))
+            with _reachable():
+                self.app.control.revoke(list(task_ids))
 
     def call(self, task: str, queue: str, kwargs: dict[str, Any]) -> str:
-        return str(self.app.send_task(task, kwargs=kwargs, queue=queue, ignore_result=True).id)
+        with _reachable():
+            return str(self.app.send_task(task, kwargs=kwargs, queue=queue, ignore_result=True).id)
 
     def replay(self, letter: DeadLetter) -> None:
         """Publish a dead letter back to its queue exactly as it was received."""
-        with self.app.producer_or_acquire() as producer:
+        with _reachable(), self.app.producer_or_acquire() as producer:
             producer.publish(
                 letter.raw_body(),
                 exchange="",
@@ -167,3 +180,12 @@ def _options(delivery: Delivery) -> dict[str, Any]:
         "shadow": delivery.shadow,
         "ignore_result": True,
     }
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """Connection errors of the broker as :class:`~orchestrator.errors.ServiceUnavailable`."""
+    try:
+        yield
+    except (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+        raise ServiceUnavailable(unreachable("the broker", exc)) from exc

@@ -6,10 +6,10 @@ import json
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from orchestrator.cli.console import out
+from orchestrator.cli.console import out, printable
 from orchestrator.cli.wiring import services
 
 commands = typer.Typer(help="Messages workers could not run: list, replay or drop them.", no_args_is_help=True)
@@ -30,14 +30,8 @@ def list_(
     for column in ("id", "reason", "task", "queue", "received", "error"):
         table.add_column(column, overflow="fold")
     for letter in letters:
-        table.add_row(
-            letter.id,
-            letter.reason,
-            letter.task or "",
-            letter.queue,
-            letter.received_at[:19],
-            escape(letter.error[:100]),
-        )
+        cells = (letter.id, letter.reason, letter.task or "", letter.queue, letter.received_at[:19], letter.error[:100])
+        table.add_row(*(Text(printable(cell)) for cell in cells))  # Text: no markup; printable: no escapes
     out.print(table)
 
 

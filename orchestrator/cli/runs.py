@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from config import get_settings
-from orchestrator.cli.console import err, out
+from orchestrator.cli.console import err, out, printable
 from orchestrator.cli.definitions import known_tasks, load
 from orchestrator.cli.wiring import Services, services
 from orchestrator.definition.models import Workflow
@@ -22,7 +22,7 @@ from orchestrator.definition.params import coerce_all
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.inprocess import InProcessWorker
 from orchestrator.engine.records import RunRecord, RunStatus, Trigger
-from orchestrator.errors import ExitCode, InvalidParams, WorkflowNotFound
+from orchestrator.errors import ExitCode, InvalidParams, ServiceUnavailable, WorkflowNotFound
 
 _STYLE = {
     "pending": "dim",
@@ -89,7 +89,7 @@ def _table(record: RunRecord) -> Table:
             str(step.attempts),
             (step.started_at or "")[11:23],
             (step.finished_at or "")[11:23],
-            Text(detail if len(detail) < 120 else detail[:117] + "..."),  # Text: no markup, no :emoji: codes
+            Text(printable(detail if len(detail) < 120 else detail[:117] + "...")),  # Text: no markup, no emoji
         )
     return table
 
@@ -146,7 +146,12 @@ def run(
             queues = {s.policy.queue for s in svc.coordinator.compile(workflow).steps.values()}
             worker = InProcessWorker(svc.app, sorted(queues)).start() if wait else None
         try:
-            run_id = svc.coordinator.submit(workflow, params, trigger=Trigger.CLI, started_by="cli")
+            try:
+                run_id = svc.coordinator.submit(workflow, params, trigger=Trigger.CLI, started_by="cli")
+            except ServiceUnavailable as exc:
+                if exc.run_id is not None:  # recorded: its id is what the caller needs (exit 3 says the rest)
+                    out.print(json.dumps({"run_id": exc.run_id}) if as_json else exc.run_id, markup=False)
+                raise
             if not wait:
                 out.print(json.dumps({"run_id": run_id}) if as_json else run_id, markup=False)
                 return

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from croniter import croniter
 from pydantic import JsonValue
 
+from orchestrator.definition.durations import format_duration
 from orchestrator.definition.expressions import parse_expression
 from orchestrator.definition.expressions import references as expression_references
 from orchestrator.definition.graph import Dag
@@ -29,6 +30,8 @@ from orchestrator.errors import ExpressionError, Problem, ReferenceSyntaxError
 
 Loc = tuple[str | int, ...]
 
+MIN_EVERY = 1.0
+"""The shortest interval of an ``every`` schedule, in seconds: a tick is a whole run."""
 SUGGESTION_BUDGET = 200_000
 """How many (unknown name, known name) pairs one file's "did you mean" hints may compare.
 
@@ -180,6 +183,13 @@ class _Checker:
             hint = self.suggest("steps", target, self.step_names)
             self.add(loc, f"step {name!r}: {_shown(ref)} names no step{hint}")
             return
+        if target == name:
+            self.add(
+                loc,
+                f"step {name!r}: {_shown(ref)} refers to the step itself; a step cannot use its own "
+                f"{ref.field}: refer to a step it needs",
+            )
+            return
         dag = self.dag
         if dag is None:
             return  # a cycle: "upstream" means nothing until it is broken
@@ -234,8 +244,12 @@ class _Checker:
                 self.add(loc, f"{where}: has both `cron` and `every`; keep one of them")
             elif entry.cron is None and entry.every is None:
                 self.add(loc, f"{where}: needs `cron` (such as '0 1 * * *') or `every` (such as 1h)")
-            if entry.every == 0:
-                self.add((*loc, "every"), f"{where}: every 0s would start runs without a pause; give one such as 1h")
+            if entry.every is not None and entry.every < MIN_EVERY:
+                self.add(
+                    (*loc, "every"),
+                    f"{where}: every {format_duration(entry.every)} is more often than a schedule may tick; "
+                    f"the shortest interval is {format_duration(MIN_EVERY)}",
+                )
             if entry.cron is not None and (problem := cron_problem(entry.cron)):
                 self.add((*loc, "cron"), f"{where}: {problem}")
             if not _is_time_zone(entry.timezone):

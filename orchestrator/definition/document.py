@@ -23,6 +23,7 @@ from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
+from orchestrator.definition.problems import dotted
 from orchestrator.definition.source import Path_, SourceMap
 from orchestrator.errors import InvalidWorkflow, Problem
 
@@ -57,8 +58,18 @@ class _Converter:
     def _mapping(self, node: MappingNode, path: Path_, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         merges: list[Node] = []
+        first_merge: tuple[int, int] | None = None
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
+                line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
+                if first_merge is not None:
+                    self._problem(
+                        key_node,
+                        f"duplicate key '<<' (first at line {first_merge[0]}); merge several mappings with one "
+                        "key: `<<: [*first, *second]`",
+                    )
+                    continue
+                first_merge = (line, col)
                 merges.append(value_node)
                 continue
             key = key_node.value if isinstance(key_node, ScalarNode) and key_node.tag in _STRING_TAGS else None
@@ -100,21 +111,26 @@ class _Converter:
         if tag == "tag:yaml.org,2002:bool":
             return text.lower() in ("true", "yes", "on")
         if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-            return self._number(node, text, tag)
+            return self._number(node, text, tag, path)
         self._problem(node, _unsupported_tag(tag))
         return None
 
-    def _number(self, node: Node, text: str, tag: str) -> int | float | None:
+    def _number(self, node: Node, text: str, tag: str, path: Path_) -> int | float | None:
+        where = f"{dotted(path)}: " if path else ""
         try:
             value = _yaml_int(text) if tag == "tag:yaml.org,2002:int" else _yaml_float(text)
         except ValueError:  # int() refuses more than sys.get_int_max_str_digits() digits
             self._problem(
                 node,
-                f"cannot read the number {_abbreviate(text)}; write a JSON number of at most 4300 digits",
+                f"{where}cannot read the number {_abbreviate(text)}; write a JSON number of at most 4300 digits",
             )
             return None
         if not math.isfinite(_as_float(value)):
-            self._problem(node, f"{_abbreviate(text)} is not a JSON number; write a finite number")
+            lowered = text.lower()
+            if "inf" in lowered or "nan" in lowered:
+                self._problem(node, f"{where}{_abbreviate(text)} is not a JSON number; write a finite number")
+            else:
+                self._problem(node, f"{where}{_abbreviate(text)} is too large for a number; write a finite number")
             return None
         return value
 

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -46,7 +47,30 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 WorkflowId = Annotated[str, StringConstraints(pattern=WORKFLOW_ID, max_length=200)]
 StepName = Annotated[str, StringConstraints(pattern=STEP_NAME, max_length=200)]
 TaskName = Annotated[str, StringConstraints(pattern=TASK_NAME, max_length=200)]
-QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=200)]
+RESERVED_QUEUES = frozenset({"unacked", "unacked_index", "unacked_mutex"})
+"""Names kombu's Redis transport gives its own keys beside the queues (with ``_kombu*``): a queue
+named so would share their key, and every worker would fail on the wrong Redis type."""
+
+
+def queue_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a queue (it collides with the broker's own keys), or None."""
+    if name in RESERVED_QUEUES or name.startswith("_kombu"):
+        return (
+            f"queue {name!r} would share the broker's own Redis key (kombu keeps {', '.join(sorted(RESERVED_QUEUES))} "
+            "and _kombu.* beside the queues); choose another name"
+        )
+    return None
+
+
+def _check_queue(name: str) -> str:
+    if (problem := queue_problem(name)) is not None:
+        raise ValueError(problem)
+    return name
+
+
+QueueName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]+$", max_length=200), AfterValidator(_check_queue)
+]
 ErrorType = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$", max_length=200)]
 
 

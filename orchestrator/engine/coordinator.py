@@ -21,7 +21,7 @@ from orchestrator.engine.ports import Delivery, Dispatcher, NewRun, RunStore
 from orchestrator.engine.records import Outcome, RunRecord, RunStatus, StepError, Trigger
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import CancelVerdict, CompleteVerdict, Completion, ItemVerdict, RecoverVerdict
-from orchestrator.errors import Deferred, RunStateError, WorkerLost
+from orchestrator.errors import Deferred, RunStateError, ServiceUnavailable, WorkerLost
 from orchestrator.plan.compiler import Plan, compile_workflow
 
 log = logging.getLogger(__name__)
@@ -71,13 +71,23 @@ class Coordinator:
 
         Raises:
             InvalidParams: params do not match the declaration; nothing is recorded.
+            ServiceUnavailable: the store cannot be reached (nothing is recorded), or the broker
+                cannot: the run is recorded (its id is on the error) and the outbox publishes its
+                first steps once the broker is back.
         """
         resolved = resolve_params(workflow.params, params or {})
         plan = self.compile(workflow)
         run = NewRun(uuid.uuid4().hex, plan, resolved, trigger, self.lease_seconds, started_by)
         run_id, created = self.store.runs.create(run, idempotency_key)
         if created:  # roots are queued and in the outbox already: publish them
-            self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id) for s in plan.roots])
+            try:
+                self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id) for s in plan.roots])
+            except ServiceUnavailable as exc:
+                raise ServiceUnavailable(
+                    f"{exc}; run {run_id} is recorded and its first steps go out once the broker is back "
+                    "(any worker's sweeper publishes them)",
+                    run_id=run_id,
+                ) from exc
         return run_id
 
     def get(self, run_id: str) -> RunRecord:

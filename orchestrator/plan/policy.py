@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from config import StepDefaults
-from orchestrator.definition.models import Backoff, Model, Policy, RetrySpec
+from orchestrator.definition.models import Backoff, Model, Policy, RetrySpec, queue_problem
+from orchestrator.errors import ConfigurationError
 
 HARD_LIMIT_GRACE = 10.0
 """Seconds between the soft time limit (raised inside the task) and the hard kill of its process."""
@@ -95,8 +96,14 @@ def _set_fields(spec: RetrySpec) -> dict[str, object]:
 
 
 def base_policy(defaults: StepDefaults | None = None) -> Policy:
-    """The settings layer (``ORCH_DEFAULTS__*``) as a :class:`Policy`; by default the built-in defaults."""
+    """The settings layer (``ORCH_DEFAULTS__*``) as a :class:`Policy`; by default the built-in defaults.
+
+    Raises:
+        ConfigurationError: ``ORCH_DEFAULTS__QUEUE`` names a queue the broker's keys collide with.
+    """
     defaults = defaults or _DEFAULTS
+    if (problem := queue_problem(defaults.queue)) is not None:
+        raise ConfigurationError(f"ORCH_DEFAULTS__QUEUE: {problem}")
     return Policy(
         queue=defaults.queue,
         timeout=defaults.timeout,

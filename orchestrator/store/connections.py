@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlparse
 
 from redis import Redis
@@ -45,3 +46,25 @@ def redis_client(url: str, *, sentinel_master: str | None = None) -> Redis:
         return Redis.from_url(url, decode_responses=True, health_check_interval=30)
     schemes = ", ".join(f"{s}://" for s in sorted(REDIS_SCHEMES))
     raise ConfigurationError(f"the run store needs a Redis URL ({schemes}), not {scheme or 'no'} scheme")
+
+
+_REDIS_REFUSAL = re.compile(r"Error (?:-?\d+ )?(?:connecting to|while reading from) (\S+?)\.? ?[:.]? (.+?)\.?$")
+
+
+def unreachable(what: str, exc: BaseException) -> str:
+    """``cannot reach Redis at HOST:PORT: connection refused``: one line for a connection error.
+
+    Args:
+        what: What could not be reached (``Redis``, ``the broker``).
+        exc: The client's error; its text names the address (redis-py and kombu both say
+            ``Error 111 connecting to HOST:PORT. Connection refused.``).
+    """
+    text = " ".join(str(exc).split())
+    match = _REDIS_REFUSAL.search(text)
+    if match:
+        return f"cannot reach {what} at {match.group(1).rstrip('.:')}: {match.group(2).strip('. ').lower()}"
+    return f"cannot reach {what}: {_without_passwords(text) or type(exc).__name__}"
+
+
+def _without_passwords(text: str) -> str:
+    return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1****@", text)

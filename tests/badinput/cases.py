@@ -236,7 +236,7 @@ FILE_CASES: list[FileCase] = [
     FileCase(
         "schedule-every-zero",
         "workflow: w\nschedule: [{every: 0}]\nsteps: {a: {task: demo.echo}}\n",
-        ("{file}:2:20: schedule[0]: every 0s would start runs without a pause; give one such as 1h",),
+        ("{file}:2:20: schedule[0]: every 0s is more often than a schedule may tick; the shortest interval is 1s",),
     ),
     FileCase(
         "param-minimum-above-maximum",

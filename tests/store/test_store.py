@@ -16,7 +16,7 @@ from orchestrator.engine.context import StepReads
 from orchestrator.engine.ports import NewRun
 from orchestrator.engine.records import Outcome, RunStatus, StepError, StepStatus, Trigger
 from orchestrator.engine.rules import Decision, decide
-from orchestrator.engine.unit import Unit
+from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import Claim
 from orchestrator.plan.compiler import compile_workflow
 from orchestrator.store import RedisRunStore
@@ -39,7 +39,8 @@ def _new_run(store: RedisRunStore, plan, run_id: str = "r1") -> str:  # type: ig
 
 
 def claim(store: RedisRunStore, unit: Unit, task_id: str, attempt: int, worker: str, lease: float) -> Claim:
-    return store.steps.claim_and_read(unit, task_id, attempt, worker, lease, StepReads())[0]
+    plan_id = str(store.redis.hget(store.keys.run(unit.run_id), "plan_id"))
+    return store.steps.claim_and_read(StepMessage.of(unit, plan_id, attempt), task_id, worker, lease, StepReads())[0]
 
 
 def complete(store: RedisRunStore, plan, unit: Unit, task_id: str, status: StepStatus, **kwargs):  # type: ignore[no-untyped-def]
@@ -167,7 +168,8 @@ def test_claim_and_read_reloads_its_script_after_a_flush(store: RedisRunStore) -
     run_id = _new_run(store, plan)
     complete(store, plan, Unit(run_id, "a"), "", StepStatus.SUCCEEDED, output={"n": 1})
     store.redis.script_flush()  # as after a Redis restart without persistence of scripts
-    claimed, read = store.steps.claim_and_read(Unit(run_id, "b"), "t1", 1, "w", 5, StepReads(outputs=("a",)))
+    message = StepMessage.of(Unit(run_id, "b"), plan.plan_id)
+    claimed, read = store.steps.claim_and_read(message, "t1", "w", 5, StepReads(outputs=("a",)))
     assert claimed.ok and read is not None
     assert read.outputs == {"a": {"n": 1}} and read.workflow == "w"
 
@@ -202,3 +204,14 @@ def test_a_deferred_attempt_is_claimed_again_under_the_same_number(store: RedisR
     assert claim(store, unit, "t2", 2, "w", 30).verdict == "stale"  # it was not counted...
     assert claim(store, unit, "t2", 1, "w", 30).ok  # ...the same attempt runs again
     assert store.runs.get(run_id).steps["a"].attempts == 1
+
+
+def test_a_run_starts_when_its_earliest_claim_did_whichever_claim_ran_first(store: RedisRunStore) -> None:
+    plan = _plan({"a": {"task": "t"}, "b": {"task": "t"}})
+    run_id = _new_run(store, plan)
+    assert claim(store, Unit(run_id, "a"), "t1", 1, "w", 30).ok
+    # A worker whose clock was later won the race to the store: its time was recorded first.
+    store.redis.hset(store.keys.run(run_id), "started_at", "9999-01-01T00:00:00.000000+00:00")
+    assert claim(store, Unit(run_id, "b"), "t2", 1, "w", 30).ok
+    record = store.runs.get(run_id)
+    assert record.started_at == record.steps["b"].started_at  # the earlier clock wins

@@ -1,0 +1,64 @@
+"""Checking the URLs of the broker and the store when settings load, before anything is written.
+
+A URL that Redis clients would half-accept (``redis://host/notadb`` silently means database 0)
+is refused here with what is wrong. Messages never repeat a URL: it may hold a password.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import SplitResult, parse_qs, urlsplit
+
+REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "unix", "sentinel"})
+"""URL schemes of a Redis server, as redis-py and kombu spell them (the one list of them)."""
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+"""URL schemes of a RabbitMQ broker."""
+BROKER_SCHEMES = REDIS_SCHEMES | AMQP_SCHEMES
+
+
+def url_scheme(url: str) -> str:
+    """The scheme of a URL, lowercase (``""`` when it has none)."""
+    scheme, sep, _ = url.partition("://")
+    return scheme.lower() if sep else ""
+
+
+def _schemes(allowed: frozenset[str]) -> str:
+    return ", ".join(f"{s}://" for s in sorted(allowed))
+
+
+def url_problem(url: str, allowed: frozenset[str]) -> str | None:
+    """What is wrong with a broker or store URL, or None; never quoting the URL itself."""
+    scheme = url_scheme(url)
+    if scheme not in allowed:
+        shown = f"scheme {scheme}://" if scheme else "no scheme"
+        return f"has {shown}; use one of {_schemes(allowed)}"
+    if scheme in ("unix", "redis+socket"):
+        return _socket_problem(urlsplit(url.replace("redis+socket://", "unix://", 1)))
+    parts = url.split(";") if scheme == "sentinel" else [url]
+    for part in parts:
+        if (problem := _host_problem(urlsplit(part.strip()), last=part is parts[-1])) is not None:
+            return problem
+    return None
+
+
+def _host_problem(parts: SplitResult, *, last: bool) -> str | None:
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return "has a port that is not a number from 1 to 65535"
+    if not parts.hostname:
+        return "names no host"
+    if not last or url_scheme(parts.geturl()) in AMQP_SCHEMES:
+        return None  # an AMQP path is a virtual host; only the last sentinel names the database
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        return "has a database that is not a number: write redis://HOST:PORT/NUMBER, such as /0"
+    return None
+
+
+def _socket_problem(parts: SplitResult) -> str | None:
+    if not parts.path:
+        return "names no socket path: write unix:///path/to/redis.sock"
+    database = parse_qs(parts.query).get("db", ["0"])[0]
+    if not database.isdigit():
+        return "has a database (?db=) that is not a number"
+    return None
