@@ -1,7 +1,7 @@
 # Every target runs in .venv, built from uv.lock by `make install` (the same script CI uses).
 BIN := .venv/bin
 
-.PHONY: install lint type test bench soak latest all
+.PHONY: install lint type test bench soak docs latest all
 
 install:
 	bash .ci/setup
@@ -18,6 +18,11 @@ test:
 
 bench:
 	$(BIN)/python -m bench
+
+# The generated command reference (tests/docs/test_cli_doc.py checks it is current).
+docs:
+	COLUMNS=100 $(BIN)/python -m typer orchestrator.cli.main utils docs --name orchestrator \
+		--title "orchestrator: command reference" --output docs/cli-reference.md
 
 # The newest releases of every dependency: refresh uv.lock, rebuild .venv from it, run the whole CI.
 # Commit uv.lock when it passes.
