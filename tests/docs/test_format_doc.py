@@ -1,7 +1,7 @@
 """Every example of ``docs/format.md`` gives exactly the problems the page shows.
 
-An example is a ```yaml block whose first line is ``# NAME.yaml`` (the file, that comment included), followed by a ```console block
-``$ orchestrator validate NAME.yaml`` and the lines it prints. ``python tests/docs/test_format_doc.py``
+An example is a ```yaml block whose first line is ``# NAME.yaml`` (the file, that comment included),
+followed by a ```console block ``$ orchestrator validate NAME.yaml`` and the lines it prints. ``python tests/docs/test_format_doc.py``
 rewrites the console blocks from the current code (then read the diff before committing).
 """
 
@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "format.md"
 EXAMPLE = re.compile(
-    r"```yaml\n(?P<body># (?P<name>[\w.-]+)\n.*?)```\n\n```console\n\$ orchestrator validate (?P=name)\n(?P<out>.*?)```",
+    r"```yaml\n(?P<body># (?P<name>[\w.-]+)\n.*?)```\n\n"
+    r"```console\n\$ orchestrator validate (?P=name)\n(?P<out>.*?)```",
     re.S,
 )
 
