@@ -1,8 +1,9 @@
 """Every example of ``docs/format.md`` gives exactly the problems the page shows.
 
 An example is a ```yaml block whose first line is ``# NAME.yaml`` (the file, that comment included),
-followed by a ```console block ``$ orchestrator validate NAME.yaml`` and the lines it prints. ``python tests/docs/test_format_doc.py``
-rewrites the console blocks from the current code (then read the diff before committing).
+followed by a ```console block ``$ orchestrator validate NAME.yaml`` and the lines it prints.
+``python tests/docs/test_format_doc.py`` rewrites the console blocks from the current code (then
+read the diff before committing).
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ if __name__ == "__main__":  # rewrite the console blocks from the current code
 
         def fill(match: re.Match[str]) -> str:
             printed = validate(Example(match["name"], match["body"], []), Path(tmp))
-            return match.group(0).replace(match["out"], "".join(f"{line}\n" for line in printed), 1) if match[
-                "out"
-            ] else match.group(0)[: -3] + "".join(f"{line}\n" for line in printed) + "```"
+            return (
+                match.group(0).replace(match["out"], "".join(f"{line}\n" for line in printed), 1)
+                if match["out"]
+                else match.group(0)[:-3] + "".join(f"{line}\n" for line in printed) + "```"
+            )
 
         DOC.write_text(EXAMPLE.sub(fill, text), encoding="utf-8")
