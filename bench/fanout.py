@@ -86,7 +86,7 @@ def run_ours(ours: Ours, count: int) -> Sample:
     run_id = uuid.uuid4().hex
     params = resolve_params(workflow.params, {"items": items})
     store.runs.create(NewRun(run_id, plan, params, Trigger.CLI, coordinator.lease_seconds))
-    store.steps.published([Unit(run_id, "each")])  # the root's message is "published": it is this process
+    store.runs.redis.zrem(store.keys.outbox(), str(Unit(run_id, "each")))  # its "message" is this process
     task_id = f"bench-fanout-{run_id}"
     message = StepMessage(run_id=run_id, plan_id=plan.plan_id, step="each")
     claim, _ = store.steps.claim_and_read(message, task_id, "fanout@bench", coordinator.lease_seconds, StepReads())

@@ -158,7 +158,9 @@ class Coordinator:
             self._send(plan, [message.next_attempt()], countdown=delay)
             return "retrying"
         if message.item is not None:
-            ended = self.store.steps.complete_item(unit, task_id, Outcome.failed(error))
+            ended = self.store.steps.complete_item(
+                unit, task_id, Outcome.failed(error), lease_seconds=self.lease_seconds
+            )
             if ended.verdict is ItemVerdict.STEP_FAILED:
                 self.finish(plan, unit.parent, ended.step_task_id, Outcome.failed(error))
             return "stale" if ended.verdict is ItemVerdict.STALE else "failed"
@@ -188,7 +190,9 @@ class Coordinator:
 
     def item_succeeded(self, plan: Plan, message: StepMessage, task_id: str, output: Any) -> None:
         """Record one item's output; the last item ends the step with the list of outputs."""
-        ended = self.store.steps.complete_item(message.unit, task_id, Outcome.succeeded(output))
+        ended = self.store.steps.complete_item(
+            message.unit, task_id, Outcome.succeeded(output), lease_seconds=self.lease_seconds
+        )
         if ended.verdict is ItemVerdict.ALL_DONE:
             step = message.unit.parent
             outputs = self.store.steps.item_outputs(step)
@@ -203,7 +207,7 @@ class Coordinator:
         self.store.steps.start_fan_out(unit, items)
         items_of = (Unit(unit.run_id, unit.step, i) for i in range(len(items)))
         self._send(plan, [StepMessage.of(item, plan.plan_id, epoch=message.epoch) for item in items_of])
-        self.store.steps.fanned_out(unit)
+        self.store.steps.fanned_out(unit, self.lease_seconds)
 
     # --- recovery ----------------------------------------------------------------------------
 
@@ -222,6 +226,11 @@ class Coordinator:
             plan = self.store.runs.plan(message.plan_id)
             if recovery.verdict is RecoverVerdict.SKIP:
                 self.finish(plan, unit, "", Outcome.skipped())
+            elif recovery.verdict is RecoverVerdict.REFAN:
+                log.warning("publishing the %d items of %s again: its fan-out made no progress", recovery.items, unit)
+                items = (Unit(unit.run_id, unit.step, i) for i in range(recovery.items))
+                self._send(plan, [StepMessage.of(item, plan.plan_id, epoch=message.epoch) for item in items])
+                count += 1
             elif recovery.verdict is RecoverVerdict.POISON:
                 self.lost(plan, message, recovery.task_id, recovery.deaths)
             else:
@@ -237,7 +246,6 @@ class Coordinator:
 
     def _send(self, plan: Plan, messages: Sequence[StepMessage], countdown: float | None = None) -> None:
         self.dispatcher.send([Delivery.of(plan, m, countdown) for m in messages])
-        self.store.steps.published(m.unit for m in messages if m.item is None)
 
     def _run_hook(self, plan: Plan, run_id: str, status: str) -> None:
         hook = plan.on_success if status == RunStatus.SUCCEEDED else plan.on_failure

@@ -65,6 +65,8 @@ class RecoverVerdict(StrEnum):
     """Its executions died too often: fail it."""
     SKIP = "skip"
     """A join decided to skip it but the process died before ending it: end it skipped."""
+    REFAN = "refan"
+    """A fanned-out step made no progress for a while: publish its items again."""
 
 
 class CancelVerdict(StrEnum):
@@ -132,6 +134,8 @@ class Recovery:
     task_id: str = ""
     deaths: int = 0
     """For ``poison``: how many times its executions died."""
+    items: int = 0
+    """For ``refan``: how many items the step fanned out."""
 
 
 @dataclass(frozen=True)

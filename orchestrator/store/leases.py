@@ -1,9 +1,11 @@
 """Leases and the outbox in Redis: which units are alive, and re-dispatching those that are not.
 
 A running unit's lease (``Keys.leases``) is renewed by the process running it; a unit marked
-queued has an outbox entry (``Keys.outbox``) until its message is published. Either one expiring
-means the work may be lost: :meth:`RedisLeases.recover` decides what to do about it atomically
-(``lua/recover.lua``).
+queued has an outbox entry (``Keys.outbox``) until a delivery claims it, so a message lost anywhere
+between the publisher and the claim (a publisher that died, a worker killed holding messages it
+had not started) is published again; a fanned-out step has a watchdog there, renewed by its
+items' progress. Either one expiring means the work may be lost: :meth:`RedisLeases.recover`
+decides what to do about it atomically (``lua/recover.lua``).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class RedisLeases(Part):
     def recover(self, unit: Unit, guard_seconds: float) -> Recovery:
         """Decide about a unit whose lease or outbox entry expired (see ``lua/recover.lua``)."""
         now = time.time()
-        verdict, attempt, plan_id, task_id, deaths, epoch = (
+        verdict, attempt, plan_id, task_id, deaths, epoch, items = (
             str(v)
             for v in self.scripts.recover(
                 keys=[self.keys.run(unit.run_id), self.keys.unit(unit), self.keys.leases(), self.keys.outbox()],
@@ -63,4 +65,4 @@ class RedisLeases(Part):
         if decided is RecoverVerdict.NONE:
             return Recovery(decided)
         message = StepMessage.of(unit, plan_id, attempt=max(int(attempt), 1), epoch=int(epoch))
-        return Recovery(decided, message, task_id, int(deaths))
+        return Recovery(decided, message, task_id, int(deaths), int(items))

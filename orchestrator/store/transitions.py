@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from redis.client import Pipeline
@@ -27,6 +27,9 @@ MAX_RECOVERIES = 5
 """Deaths of a unit's executions after which it is poison: failed as WorkerLost, not run again."""
 FAN_OUT_BATCH = 1000
 """Items written per command when a ``for_each`` step fans out."""
+WATCHDOG_LEASES = 4
+"""A fanned-out step's watchdog lasts this many leases past its items' last claim or end: a fan-out
+with no progress for that long has its items published again (``lua/recover.lua``)."""
 
 
 class RedisSteps(Part):
@@ -49,7 +52,13 @@ class RedisSteps(Part):
         """
         unit = message.unit
         now = time.time()
-        keys = [self.keys.run(unit.run_id), self.keys.unit(unit), self.keys.leases(), self.keys.unit(unit.parent)]
+        keys = [
+            self.keys.run(unit.run_id),
+            self.keys.unit(unit),
+            self.keys.leases(),
+            self.keys.unit(unit.parent),
+            self.keys.outbox(),
+        ]
         args: list[str | int | float] = [
             task_id,
             message.attempt,
@@ -62,6 +71,8 @@ class RedisSteps(Part):
             "" if unit.item is None else unit.item,
             message.plan_id,
             message.epoch,
+            str(unit.parent),
+            now + WATCHDOG_LEASES * lease_seconds,
         ]
 
         def execute() -> list[Any]:
@@ -162,19 +173,13 @@ class RedisSteps(Part):
     # --- publishing guards ----------------------------------------------------------------------
 
     def mark_queued(self, run_id: str, steps: Sequence[str], lease_seconds: float) -> None:
-        """Mark steps queued before their messages are published; the outbox guards the gap."""
+        """Mark steps queued before their messages are published; the outbox guards them until claimed."""
         expiry = time.time() + lease_seconds
         pipe = self.redis.pipeline(transaction=False)
         for step in steps:
             pipe.hset(self.keys.step(run_id, step), "status", StepStatus.QUEUED.value)
             pipe.zadd(self.keys.outbox(), {str(Unit(run_id, step)): expiry})
         pipe.execute()
-
-    def published(self, units: Iterable[Unit]) -> None:
-        """Drop the outbox entries of units whose messages are on the broker now."""
-        members = [str(u) for u in units]
-        if members:
-            self.redis.zrem(self.keys.outbox(), *members)
 
     # --- for_each items -------------------------------------------------------------------------
 
@@ -195,9 +200,17 @@ class RedisSteps(Part):
         pipe.hsetnx(self.keys.step(unit.run_id, unit.step), "items_done", 0)
         pipe.execute()
 
-    def fanned_out(self, unit: Unit) -> None:
-        """The items' messages are out: the step's own lease is no longer needed (items have theirs)."""
-        self.redis.zrem(self.keys.leases(), str(unit))
+    def fanned_out(self, unit: Unit, lease_seconds: float) -> None:
+        """The items' messages are out: the step's lease gives way to its fan-out watchdog.
+
+        The watchdog (the step's outbox entry) is renewed by each item claimed or ended; should
+        the fan-out make no progress for :data:`WATCHDOG_LEASES` leases, its items are published
+        again (a worker that died holding item messages it had not claimed yet loses nothing).
+        """
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zrem(self.keys.leases(), str(unit))
+        pipe.zadd(self.keys.outbox(), {str(unit): time.time() + WATCHDOG_LEASES * lease_seconds})
+        pipe.execute()
 
     def item_input(self, unit: Unit) -> Any:
         """The input of one item of a ``for_each`` step."""
@@ -205,8 +218,8 @@ class RedisSteps(Part):
         raw = self.redis.lindex(self.keys.item_inputs(unit.run_id, unit.step), unit.item)
         return None if raw is None else json.loads(raw)
 
-    def complete_item(self, unit: Unit, task_id: str, outcome: Outcome) -> ItemEnd:
-        """End one item (``lua/item.lua``)."""
+    def complete_item(self, unit: Unit, task_id: str, outcome: Outcome, *, lease_seconds: float) -> ItemEnd:
+        """End one item (``lua/item.lua``), renewing its step's fan-out watchdog."""
         assert unit.item is not None
         verdict, step_task = self.scripts.item(
             keys=[
@@ -214,6 +227,7 @@ class RedisSteps(Part):
                 self.keys.unit(unit),
                 self.keys.item_outputs(unit.run_id, unit.step),
                 self.keys.leases(),
+                self.keys.outbox(),
             ],
             args=[
                 task_id,
@@ -223,6 +237,8 @@ class RedisSteps(Part):
                 outcome.error_json(),
                 unit.item,
                 str(unit),
+                str(unit.parent),
+                time.time() + WATCHDOG_LEASES * lease_seconds,
             ],
         )
         return ItemEnd(ItemVerdict(verdict), str(step_task))

@@ -154,10 +154,12 @@ def test_a_queued_unit_is_published_again_with_a_doubling_wait(store: RedisRunSt
     member = str(unit)
     waits = []
     for _ in range(3):
+        store.redis.zadd(store.keys.outbox(), {member: 0})  # its guard expired
         before = time.time()
         recovery = store.leases.recover(unit, 10)
         assert recovery.verdict == "requeue" and recovery.message is not None and recovery.message.attempt == 1
         waits.append(round(float(store.redis.zscore(store.keys.outbox(), member) or 0) - before))
+        assert store.leases.recover(unit, 10).verdict == "none"  # a second sweep finds it guarded again
     assert waits == [10, 20, 40]  # a backlog gets a few copies, not one per sweep
     assert claim(store, Unit(run_id, "a"), "t1", 1, "w", 5).ok
     assert store.redis.hget(store.keys.step(run_id, "a"), "republished") is None
@@ -215,3 +217,32 @@ def test_a_run_starts_when_its_earliest_claim_did_whichever_claim_ran_first(stor
     assert claim(store, Unit(run_id, "b"), "t2", 1, "w", 30).ok
     record = store.runs.get(run_id)
     assert record.started_at == record.steps["b"].started_at  # the earlier clock wins
+
+
+def test_a_queued_unit_stays_guarded_until_a_delivery_claims_it(store: RedisRunStore) -> None:
+    plan = _plan({"a": {"task": "t"}})
+    run_id = _new_run(store, plan)  # a root: queued, its message "published"
+    member = str(Unit(run_id, "a"))
+    assert store.redis.zscore(store.keys.outbox(), member) is not None  # published is not delivered
+    assert claim(store, Unit(run_id, "a"), "t1", 1, "w", 30).ok
+    assert store.redis.zscore(store.keys.outbox(), member) is None
+
+
+def test_a_fan_out_without_progress_publishes_its_items_again(store: RedisRunStore) -> None:
+    workflow = {"workflow": "w", "params": {"items": {"type": "array"}}, "steps": {"each": {"task": "t"}}}
+    workflow["steps"]["each"]["for_each"] = "${params.items}"  # type: ignore[index]
+    plan = compile_workflow(build_workflow(workflow))
+    run_id = _new_run(store, plan)
+    step = Unit(run_id, "each")
+    assert claim(store, step, "t1", 1, "w", 30).ok
+    store.steps.start_fan_out(step, [1, 2, 3])
+    store.steps.fanned_out(step, 30)
+    assert store.leases.recover(step, 30).verdict == "none"  # the watchdog is alive
+    assert claim(store, Unit(run_id, "each", 0), "i0", 1, "w", 30).ok
+    ended = store.steps.complete_item(Unit(run_id, "each", 0), "i0", Outcome.succeeded(1), lease_seconds=30)
+    assert ended.verdict == "recorded"
+    store.redis.zadd(store.keys.outbox(), {str(step): 0})  # no progress for the watchdog's time
+    recovery = store.leases.recover(step, 30)
+    assert (recovery.verdict, recovery.items) == ("refan", 3)
+    assert claim(store, Unit(run_id, "each", 0), "i0b", 1, "w", 30).verdict == "done"  # ended items drop copies
+    assert claim(store, Unit(run_id, "each", 1), "i1", 1, "w", 30).ok  # lost ones run

@@ -2,12 +2,15 @@
 --
 -- The message is checked against the store before anything runs: it must name the run's plan and
 -- the run's current epoch (a message from before a retry is stale), and an item must belong to a
--- for_each step that is fanning out, at an index it fanned out.
+-- for_each step that is fanning out, at an index it fanned out. A claim ends the unit's outbox
+-- guard (its message was published and has now been taken) and, for an item, renews its step's
+-- fan-out watchdog: the fan-out is making progress.
 --
 -- KEYS[1] run             hash: the run's fields (status, plan_id, epoch)
 -- KEYS[2] unit            hash: the unit's state (status, attempts, task_id, ...)
 -- KEYS[3] leases          zset: unit member -> lease expiry (epoch s)
 -- KEYS[4] parent          hash: for an item, its for_each step's state (status, items); else the unit
+-- KEYS[5] outbox          zset: unit member -> when to publish it again
 -- ARGV[1] task_id         the delivery that claims it
 -- ARGV[2] attempt         the attempt its message is for (1-based)
 -- ARGV[3] worker          the worker's name
@@ -19,12 +22,15 @@
 -- ARGV[9] item            the item's index, '' for a step
 -- ARGV[10] plan_id        the plan the message names
 -- ARGV[11] epoch          the run epoch the message was sent in
+-- ARGV[12] parent_member  for an item, its step's member (its fan-out watchdog in the outbox)
+-- ARGV[13] watchdog       new score of that watchdog (epoch s)
 --
 -- Returns {verdict, detail}: ok | cancelled | missing | done | busy | stale | poison | invalid
-local run, unit, leases, parent = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local run, unit, leases, parent, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local task_id, attempt, worker, now_iso = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local now, lease_expiry, member = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local max_recoveries, item, plan_id, epoch = tonumber(ARGV[8]), ARGV[9], ARGV[10], tonumber(ARGV[11])
+local parent_member, watchdog = ARGV[12], ARGV[13]
 local is_item = item ~= ''
 
 local fields = redis.call('HMGET', run, 'status', 'plan_id', 'epoch', 'started_at')
@@ -65,6 +71,8 @@ redis.call('HSET', unit, 'status', 'running', 'attempts', attempt, 'task_id', ta
   'worker', worker, 'started_at', now_iso)
 redis.call('HDEL', unit, 'finished_at', 'republished')
 redis.call('ZADD', leases, lease_expiry, member)
+redis.call('ZREM', outbox, member)
+if is_item then redis.call('ZADD', outbox, 'XX', watchdog, parent_member) end
 if run_status == 'pending' then redis.call('HSET', run, 'status', 'running') end
 -- The earliest claim's clock, whichever claim runs first: workers' timestamps race each other.
 if not run_started or now_iso < run_started then redis.call('HSET', run, 'started_at', now_iso) end

@@ -4,6 +4,7 @@
 -- KEYS[2] item       hash: the item's state
 -- KEYS[3] outputs    hash: item index -> output JSON
 -- KEYS[4] leases     zset: unit member -> lease expiry
+-- KEYS[5] outbox     zset: the step's fan-out watchdog, renewed here (the fan-out is making progress)
 -- ARGV[1] task_id    the execution ending the item
 -- ARGV[2] outcome    succeeded | failed
 -- ARGV[3] now_iso    finished_at
@@ -11,17 +12,21 @@
 -- ARGV[5] error      JSON, '' for none
 -- ARGV[6] index      the item's index
 -- ARGV[7] member     the item's member in leases
+-- ARGV[8] parent     the step's member
+-- ARGV[9] watchdog   the watchdog's new score (epoch s)
 --
 -- Returns {verdict, step task id}: stale | recorded | all_done | step_failed
-local step, item, outputs, leases = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local step, item, outputs, leases, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local task_id, outcome, now_iso, output, error_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local index, member = ARGV[6], ARGV[7]
+local index, member, parent_member, watchdog = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 
 local current = redis.call('HMGET', item, 'status', 'task_id')
 if current[1] ~= 'running' or current[2] ~= task_id then return {'stale', ''} end
 redis.call('HSET', item, 'status', outcome, 'finished_at', now_iso)
 if error_json ~= '' then redis.call('HSET', item, 'error', error_json) end
 redis.call('ZREM', leases, member)
+redis.call('ZADD', outbox, 'XX', watchdog, parent_member)
+redis.call('HDEL', step, 'republished')
 
 local parent = redis.call('HMGET', step, 'status', 'task_id', 'items')
 local step_status, step_task, items = parent[1], parent[2] or '', tonumber(parent[3])

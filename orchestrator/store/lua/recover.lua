@@ -12,7 +12,13 @@
 -- ARGV[6] first_wait       seconds before a queued unit is published again, the first time
 -- ARGV[7] longest_wait     the longest such wait
 --
--- Returns {verdict, attempt, plan_id, task_id, recoveries, epoch}: none | requeue | poison | skip
+-- A for_each step that has fanned out has no lease, only a watchdog in the outbox, renewed by each
+-- item claimed or ended. When it expires the fan-out made no progress for a while: its items are
+-- published again ('refan'; those that ended or run drop the copies), waiting twice as long
+-- before the next time.
+--
+-- Returns {verdict, attempt, plan_id, task_id, recoveries, epoch, items}:
+-- none | requeue | poison | skip | refan
 local run, unit, leases, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local member, now, guard = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local max_recoveries, is_item = tonumber(ARGV[4]), ARGV[5]
@@ -21,7 +27,7 @@ local first_wait, longest_wait = tonumber(ARGV[6]), tonumber(ARGV[7])
 local function forget()
   redis.call('ZREM', leases, member)
   redis.call('ZREM', outbox, member)
-  return {'none', '0', '', '', '0', '0'}
+  return {'none', '0', '', '', '0', '0', '0'}
 end
 
 local fields = redis.call('HMGET', run, 'status', 'plan_id', 'epoch')
@@ -29,36 +35,55 @@ local run_status, plan_id, epoch = fields[1], fields[2], fields[3] or '0'
 if not run_status or run_status == 'cancelled' or run_status == 'succeeded' or run_status == 'failed' then
   return forget()
 end
-local state = redis.call('HMGET', unit, 'status', 'attempts', 'task_id')
+local state = redis.call('HMGET', unit, 'status', 'attempts', 'task_id', 'items')
 local status = unit_status(state[1], is_item)
 local attempts = tonumber(state[2] or '0')
 
 if status == 'skipping' then
   redis.call('ZADD', outbox, guard, member)
-  return {'skip', '0', plan_id, '', '0', epoch}
+  return {'skip', '0', plan_id, '', '0', epoch, '0'}
 end
 if status ~= 'running' and status ~= 'queued' and status ~= 'retrying' then return forget() end
 
+-- Whether the unit's outbox entry is still in the future (another sweep, or progress, renewed it).
+local function guarded()
+  local at = redis.call('ZSCORE', outbox, member)
+  return at and tonumber(at) > now
+end
+
+local function republish_wait()
+  local republished = redis.call('HINCRBY', unit, 'republished', 1)
+  return math.min(first_wait * 2 ^ (republished - 1), longest_wait)
+end
+
 if status == 'running' then
-  if lease_alive(leases, member, now) then return {'none', '0', '', '', '0', '0'} end
+  if lease_alive(leases, member, now) then return {'none', '0', '', '', '0', '0', '0'} end
+  if state[4] and is_item ~= '1' then
+    if guarded() then return {'none', '0', '', '', '0', '0', '0'} end
+    redis.call('ZREM', leases, member)
+    redis.call('ZADD', outbox, now + republish_wait(), member)
+    return {'refan', tostring(attempts), plan_id, '', '0', epoch, state[4]}
+  end
   local recoveries, poison = count_recovery(unit, max_recoveries)
-  if poison then return {'poison', tostring(attempts), plan_id, state[3] or '', tostring(recoveries), epoch} end
+  if poison then return {'poison', tostring(attempts), plan_id, state[3] or '', tostring(recoveries), epoch, '0'} end
   -- Orphaned: its execution died. Back to queued for the same attempt; a late answer from the
   -- old execution no longer matches the unit's task id and is dropped.
   redis.call('HSET', unit, 'status', 'queued', 'attempts', attempts - 1)
   redis.call('HDEL', unit, 'task_id')
   redis.call('ZREM', leases, member)
   redis.call('ZADD', outbox, guard, member)
-  return {'requeue', tostring(attempts), plan_id, '', tostring(recoveries), epoch}
+  return {'requeue', tostring(attempts), plan_id, '', tostring(recoveries), epoch, '0'}
 end
 
 -- Queued or retrying: its message may be lost, or only waiting in a long queue. Publish it again,
 -- and double the wait before the next time, so a backlog is not flooded with copies.
-local republished = redis.call('HINCRBY', unit, 'republished', 1)
-local wait = math.min(first_wait * 2 ^ (republished - 1), longest_wait)
+if guarded() or (status == 'retrying' and lease_alive(leases, member, now)) then
+  return {'none', '0', '', '', '0', '0', '0'}
+end
+local wait = republish_wait()
 if status == 'queued' then
   redis.call('ZADD', outbox, now + wait, member)
 else
   redis.call('ZADD', leases, now + wait, member)
 end
-return {'requeue', tostring(attempts + 1), plan_id, '', '0', epoch}
+return {'requeue', tostring(attempts + 1), plan_id, '', '0', epoch, '0'}
