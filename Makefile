@@ -19,6 +19,11 @@ test:
 bench:
 	$(BIN)/python -m bench
 
+# The long soaks: the nemesis for five minutes over 1,000 runs, and 5,000 runs with a worker restart.
+soak:
+	ORCH_NEMESIS_RUNS=1000 ORCH_NEMESIS_SECONDS=300 ORCH_SOAK_RUNS=5000 \
+		$(BIN)/python -m pytest tests/reliability -q -s -k "nemesis or soak"
+
 # The generated command reference (tests/docs/test_cli_doc.py checks it is current).
 docs:
 	COLUMNS=100 $(BIN)/python -m typer orchestrator.cli.main utils docs --name orchestrator \

@@ -47,7 +47,10 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
         "worker_pool": worker.pool,
         "worker_max_tasks_per_child": worker.max_tasks_per_child,
         "worker_max_memory_per_child": worker.max_memory_per_child,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A broker connection lost mid-step must not interrupt the step: Celery would terminate it
+        # (its late ack cannot be sent) in the middle of its side effect. Claims drop the
+        # redelivered copy once the step has ended, so letting it finish repeats nothing.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_connection_retry_on_startup": True,
         "broker_connection_retry": True,
         "broker_connection_max_retries": None,

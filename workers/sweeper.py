@@ -3,12 +3,19 @@
 It runs on the worker's timer in the main process, which keeps ticking while every pool process
 is busy. Every worker runs one; a short Redis lock makes one sweep at a time do the work, and the
 claims make a double sweep harmless anyway.
+
+An expired lease means a dead execution only if the execution could renew it: while Redis was
+down (restarted, or unreachable from this worker), no lease was renewed, and the executions that
+are alive renew theirs within a third of a lease once it is back. So the sweeper judges nothing
+until Redis has been up, and reachable from this worker, for a whole lease; recovering at once
+would run every step that was in flight a second time, its side effect too.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from celery import bootsteps
@@ -26,6 +33,7 @@ class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.timer_ref: Any = None
+        self.quiet_until = 0.0
 
     def start(self, worker: Any) -> None:
         runtime = runtime_of(worker.app)
@@ -33,15 +41,19 @@ class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
         self.timer_ref = worker.timer.call_repeatedly(interval, self.sweep, (runtime, interval), priority=10)
 
     def sweep(self, runtime: Runtime, interval: float) -> None:
-        lock = runtime.keys.sweeper_lock()
+        lease = runtime.settings.worker.lease
+        leases = runtime.store.leases
         try:
-            if not runtime.redis.set(lock, os.getpid(), nx=True, px=int(interval * 1000)):
+            if time.monotonic() < self.quiet_until or not leases.take_sweep(f"{os.getpid()}", interval):
                 return
+            if leases.server_uptime() < lease:
+                return  # restarted within a lease: live executions may not have renewed yet
             count = runtime.coordinator.recover()
             if count:
                 log.warning("sweeper re-dispatched %d units whose lease expired", count)
         except Exception:  # never let the timer die
-            log.exception("lease sweep failed")
+            self.quiet_until = time.monotonic() + lease
+            log.exception("lease sweep failed; judging no lease for %gs after Redis is back", lease)
 
     def stop(self, worker: Any) -> None:
         if self.timer_ref is not None:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from orchestrator.engine.durability import until_recorded
 from orchestrator.engine.ports import SideEffects
 from orchestrator.engine.unit import Unit
 from orchestrator.engine.verdicts import KeyVerdict
@@ -64,5 +65,6 @@ class IdempotencyGuard:
         except BaseException:
             self.records.abandon(task, key)
             raise
-        self.records.end(task, key, task_id, output, self.ttl)
+        # The effect happened: its record must land, or a recovered execution would repeat it.
+        until_recorded(lambda: self.records.end(task, key, task_id, output, self.ttl), f"the output of key {key!r}")
         return output

@@ -20,6 +20,7 @@ from orchestrator.definition.params import json_problem
 from orchestrator.definition.references import parse_template, render
 from orchestrator.engine.context import RunContext, StepReads, step_reads
 from orchestrator.engine.coordinator import Coordinator
+from orchestrator.engine.durability import until_recorded
 from orchestrator.engine.idempotency import IdempotencyGuard
 from orchestrator.engine.ports import LeaseHolder, RunStore
 from orchestrator.engine.records import Outcome, StepError
@@ -32,6 +33,7 @@ from orchestrator.errors import (
     MissingValue,
     NonSerializableOutput,
     PlanNotFound,
+    ServiceUnavailable,
     TaskError,
 )
 from orchestrator.plan.compiler import Plan
@@ -82,11 +84,11 @@ class StepRunner:
         is_shutdown: Callable[[BaseException], bool] = lambda exc: isinstance(exc, KeyboardInterrupt | GeneratorExit),
     ) -> None:
         self.store = store
-        self.is_shutdown = is_shutdown
         self.coordinator = coordinator
         self.leases = leases
         self.call = call
         self.lease_seconds = lease_seconds
+        self.is_shutdown = is_shutdown
         self.idempotency = IdempotencyGuard(
             store.side_effects, ttl=key_ttl, wait=min(KEY_WAIT, lease_seconds), defer=lease_seconds / 2
         )
@@ -123,6 +125,10 @@ class StepRunner:
                 self._execute(plan, message, task_id, RunContext.of(message.run_id, inputs))
             except Deferred as deferred:
                 self.coordinator.defer(plan, message, task_id, deferred)
+            except ServiceUnavailable:
+                # Redis went away before the task ran: nothing happened that needs a record. The
+                # unit stays claimed; once Redis is back its lease expires and it is run again.
+                raise
             except BaseException as exc:  # sys.exit() in a task ends its attempt, not its worker
                 if self.is_shutdown(exc):
                     raise
@@ -152,7 +158,9 @@ class StepRunner:
     def failed(self, plan: Plan, message: StepMessage, task_id: str, exc: BaseException) -> None:
         """Record a failed attempt: retried or failed by the step's policy."""
         error, retryable = failure(exc, plan.steps[message.step].policy.retry)
-        verdict = self.coordinator.attempt_failed(plan, message, task_id, error, retryable)
+        verdict = until_recorded(
+            lambda: self.coordinator.attempt_failed(plan, message, task_id, error, retryable), f"{message.unit}"
+        )
         log.info("step %s attempt %s failed (%s): %s", message.unit, message.attempt, verdict, error.message)
 
     def _execute(self, plan: Plan, message: StepMessage, task_id: str, context: RunContext) -> None:
@@ -176,10 +184,11 @@ class StepRunner:
         else:
             key = str(render(spec.idempotency_key, context.resolve))
             output = self.idempotency.run(spec.task, key, unit, task_id, run_task)
+        # The task ran: its outcome must be recorded, through a store outage too (or it runs again).
         if message.item is not None:
-            self.coordinator.item_succeeded(plan, message, task_id, output)
+            until_recorded(lambda: self.coordinator.item_succeeded(plan, message, task_id, output), f"{unit}")
         else:
-            self.coordinator.finish(plan, unit, task_id, Outcome.succeeded(output))
+            until_recorded(lambda: self.coordinator.finish(plan, unit, task_id, Outcome.succeeded(output)), f"{unit}")
 
     def _reads_of(self, plan: Plan, message: StepMessage) -> StepReads:
         """What this delivery reads with its claim; plans are immutable, so cached by plan id."""

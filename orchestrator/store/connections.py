@@ -7,14 +7,19 @@
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
 
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import Sentinel
 
 from config import REDIS_SCHEMES, url_scheme
-from orchestrator.errors import ConfigurationError
+from orchestrator.errors import ConfigurationError, ServiceUnavailable
 
 SENTINEL_PORT = 26379
 
@@ -68,3 +73,32 @@ def unreachable(what: str, exc: BaseException) -> str:
 
 def _without_passwords(text: str) -> str:
     return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1****@", text)
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+_Class = TypeVar("_Class", bound=type)
+
+
+def reachable(method: _Method) -> _Method:
+    """A store method whose connection errors surface as :class:`~orchestrator.errors.ServiceUnavailable`.
+
+    The engine cannot tell redis-py's errors from others (it does not import Redis); this is the
+    one place they become the error tree's.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise ServiceUnavailable(unreachable("Redis", exc)) from exc
+
+    return cast(_Method, wrapper)
+
+
+def all_reachable(cls: _Class) -> _Class:
+    """Apply :func:`reachable` to every public method of a store class."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_"):
+            setattr(cls, name, reachable(member))
+    return cls

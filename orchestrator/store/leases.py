@@ -16,6 +16,7 @@ from typing import cast
 
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import RecoverVerdict, Recovery
+from orchestrator.store.connections import all_reachable
 from orchestrator.store.scripts import Part
 from orchestrator.store.transitions import MAX_RECOVERIES
 
@@ -23,6 +24,7 @@ MAX_REPUBLISH_WAIT = 3600.0
 """Longest wait before a queued unit whose message may be lost is published once more."""
 
 
+@all_reachable
 class RedisLeases(Part):
     """:class:`~orchestrator.engine.ports.Leases` on Redis."""
 
@@ -35,6 +37,14 @@ class RedisLeases(Part):
     def release(self, unit: Unit) -> None:
         """Expire a running unit's lease now (its process died), so a redelivery may take it over."""
         self.redis.zadd(self.keys.leases(), {str(unit): 0}, xx=True)
+
+    def take_sweep(self, owner: str, seconds: float) -> bool:
+        """Take the sweep for ``seconds`` (one sweeper at a time does the work); False if another has it."""
+        return bool(self.redis.set(self.keys.sweeper_lock(), owner, nx=True, px=int(seconds * 1000)))
+
+    def server_uptime(self) -> float:
+        """Seconds since the Redis server started (a restart means no lease was renewed meanwhile)."""
+        return float(self.redis.info("server").get("uptime_in_seconds", 0))
 
     def expired(self, now: float, limit: int) -> list[Unit]:
         """Units whose lease or outbox entry expired before ``now``."""

@@ -23,6 +23,7 @@ from orchestrator.engine.unit import Unit
 from orchestrator.engine.verdicts import Cancellation, CancelVerdict, Reset
 from orchestrator.errors import PlanNotFound, RunNotFound
 from orchestrator.plan.compiler import Plan
+from orchestrator.store.connections import all_reachable, reachable
 from orchestrator.store.keys import Keys
 from orchestrator.store.scripts import Part, Scripts
 
@@ -31,6 +32,7 @@ SUBMISSION_TTL = 7 * 86400
 PLAN_CACHE = 256
 
 
+@all_reachable
 class RedisRuns(Part):
     """:class:`~orchestrator.engine.ports.Runs` on Redis."""
 
@@ -44,6 +46,7 @@ class RedisRuns(Part):
         """Store a plan under its content hash (idempotent)."""
         self.redis.set(self.keys.plan(plan.plan_id), plan.model_dump_json(), nx=True)
 
+    @reachable
     def _fetch_plan(self, plan_id: str) -> Plan:
         raw = self.redis.get(self.keys.plan(plan_id))
         if raw is None:

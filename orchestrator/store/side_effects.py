@@ -12,9 +12,11 @@ from typing import Any
 
 from orchestrator.engine.unit import Unit
 from orchestrator.engine.verdicts import KeyVerdict, SideEffect
+from orchestrator.store.connections import all_reachable
 from orchestrator.store.scripts import Part
 
 
+@all_reachable
 class RedisSideEffects(Part):
     """:class:`~orchestrator.engine.ports.SideEffects` on Redis."""
 

@@ -21,6 +21,7 @@ from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import Claim, ClaimVerdict, CompleteVerdict, Completion, ItemEnd, ItemVerdict
 from orchestrator.errors import RunNotFound
 from orchestrator.plan.compiler import Plan
+from orchestrator.store.connections import all_reachable
 from orchestrator.store.scripts import Part
 
 MAX_RECOVERIES = 5
@@ -32,6 +33,7 @@ WATCHDOG_LEASES = 4
 with no progress for that long has its items published again (``lua/recover.lua``)."""
 
 
+@all_reachable
 class RedisSteps(Part):
     """:class:`~orchestrator.engine.ports.Steps` on Redis."""
 

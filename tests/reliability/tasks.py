@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import random
+import time
+from typing import Any
 
 from celery import shared_task
 
@@ -34,3 +36,27 @@ def unreliable(run: str, step: str, failure_rate: float = 0.0) -> str:
         raise ConnectionError(f"injected transient failure of {member}")
     effects_redis().hincrby(effects_key(prefix), member, 1)
     return step
+
+
+def nemesis_key(prefix: str, what: str) -> str:
+    """Keys of the nemesis soak's evidence: ``effects`` (hash key -> count), ``log`` (list of events)."""
+    return f"{prefix}:nemesis:{what}"
+
+
+@shared_task(name="n.effect")
+def nemesis_effect(key: str, sleep: float = 0.0, fail_first: int = 0, value: Any = None) -> Any:
+    """A side effect the nemesis checker can prove: when each execution started, and each effect.
+
+    ``key`` names the effect (``run:step`` or ``run:step:item``); the first ``fail_first`` attempts
+    raise ``ConnectionError`` before the effect (a transient failure the retry policy handles).
+    """
+    prefix = os.environ["ORCH_KEY_PREFIX"]
+    redis = effects_redis()
+    redis.rpush(nemesis_key(prefix, "log"), f"start {key} {time.time():.6f} {os.getpid()}")
+    if fail_first and redis.hincrby(nemesis_key(prefix, "attempts"), key, 1) <= fail_first:
+        raise ConnectionError(f"injected transient failure of {key}")
+    if sleep:
+        time.sleep(sleep)
+    redis.hincrby(nemesis_key(prefix, "effects"), key, 1)
+    redis.rpush(nemesis_key(prefix, "log"), f"end {key} {time.time():.6f} {os.getpid()}")
+    return value
