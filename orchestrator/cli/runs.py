@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import time
 from pathlib import Path
@@ -147,7 +148,8 @@ def run(
             worker = InProcessWorker(svc.app, sorted(queues)).start() if wait else None
         try:
             try:
-                run_id = svc.coordinator.submit(workflow, params, trigger=Trigger.CLI, started_by="cli")
+                started_by = f"user:{getpass.getuser()}"
+                run_id = svc.coordinator.submit(workflow, params, trigger=Trigger.CLI, started_by=started_by)
             except ServiceUnavailable as exc:
                 if exc.run_id is not None:  # recorded: its id is what the caller needs (exit 3 says the rest)
                     out.print(json.dumps({"run_id": exc.run_id}) if as_json else exc.run_id, markup=False)
@@ -217,7 +219,8 @@ def retry(run_id: str) -> None:
 
 def _act(run_id: str, action: str) -> None:
     with services() as svc:
-        record = svc.coordinator.cancel(run_id) if action == "cancel" else svc.coordinator.retry(run_id)
+        by = f"user:{getpass.getuser()}"
+        record = svc.coordinator.cancel(run_id, by) if action == "cancel" else svc.coordinator.retry(run_id, by)
     out.print(f"run {record.run_id}: {record.status.value}", markup=False)
 
 

@@ -93,20 +93,31 @@ class Coordinator:
     def get(self, run_id: str) -> RunRecord:
         return self.store.runs.get(run_id)
 
-    def cancel(self, run_id: str) -> RunRecord:
+    def cancel(self, run_id: str, by: str) -> RunRecord:
         """Cancel a run: unfinished steps end cancelled, queued messages are revoked.
+
+        Args:
+            run_id: The run.
+            by: Who cancels it (``user:NAME``, ``token:NAME``): recorded in its history.
 
         Raises:
             RunNotFound: no such run.
+            RunStateError: the run has already ended.
         """
         plan, _ = self.store.runs.plan_of(run_id)
-        cancellation = self.store.runs.cancel(run_id, list(plan.steps))
+        cancellation = self.store.runs.cancel(run_id, list(plan.steps), by)
+        if cancellation.verdict is CancelVerdict.FINISHED:
+            raise RunStateError(f"run {run_id} has already ended; there is nothing to cancel")
         if cancellation.verdict is CancelVerdict.OK:
             self.dispatcher.revoke(cancellation.task_ids)
         return self.get(run_id)
 
-    def retry(self, run_id: str) -> RunRecord:
+    def retry(self, run_id: str, by: str) -> RunRecord:
         """Run a finished run's failed, cancelled and unfinished steps again; succeeded steps keep their outputs.
+
+        Args:
+            run_id: The run.
+            by: Who retries it: recorded in its history.
 
         Raises:
             RunNotFound: no such run.
@@ -115,7 +126,7 @@ class Coordinator:
         plan, status = self.store.runs.plan_of(run_id)
         if not RunStatus(status).finished:
             raise RunStateError(f"run {run_id} is {status}; cancel it first or wait for it to finish")
-        reset = self.store.runs.reset_for_retry(plan, run_id)
+        reset = self.store.runs.reset_for_retry(plan, run_id, by)
         if reset.start:
             self.store.steps.mark_queued(run_id, reset.start, self.lease_seconds)
             self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id, epoch=reset.epoch) for s in reset.start])

@@ -50,10 +50,37 @@ SKIPPING = "skipping"
 
 
 class Trigger(StrEnum):
-    """What started a run."""
+    """What started a run; its ``started_by`` says who (the forms are on each member)."""
 
     CLI = "cli"
+    """``user:<OS user>``."""
+    API = "api"
+    """``token:<token name>``."""
     SCHEDULE = "schedule"
+    """``schedule:<name>@<tick ISO time>``."""
+    WEBHOOK = "webhook"
+    """``hook:<name>/<delivery id>``."""
+    SENSOR = "sensor"
+    """``sensor:<workflow>``."""
+    BACKFILL = "backfill"
+    """``user:<OS user>``; the run's date is its tick's."""
+
+
+class EventKind(StrEnum):
+    """What happened to a run, as its history records it."""
+
+    SUBMITTED = "submitted"
+    QUEUED = "queued"
+    STARTED = "started"
+    RETRYING = "retrying"
+    DEFERRED = "deferred"
+    RECOVERED = "recovered"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    RETRIED = "retried"
+    FINISHED = "finished"
 
 
 class StepError(BaseModel):
@@ -121,6 +148,52 @@ class StepRecord(BaseModel):
             error=StepError.model_validate_json(state["error"]) if state.get("error") else None,
             items=int(state["items"]) if state.get("items") else None,
             items_done=int(state["items_done"]) if state.get("items_done") else None,
+        )
+
+
+class RunEvent(BaseModel):
+    """One event of a run's history (steps' items have none: their step's record counts them).
+
+    Attributes:
+        id: Its position in the history (later events have greater ids); pass it as ``after``.
+        at: When it happened (the clock of the process that recorded it).
+        event: What happened.
+        step: The step it happened to, for step events.
+        attempt: The attempt, for ``started``, ``retrying``, ``deferred`` and ``recovered``.
+        worker: The worker, for ``started`` and ``recovered``.
+        by: Who did it, for ``submitted``, ``cancelled`` and ``retried``.
+        trigger: For ``submitted``: what started the run.
+        status: For ``finished``: how the run ended.
+        error: For ``failed``, ``retrying`` and ``deferred``: why.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    at: str
+    event: EventKind
+    step: str | None = None
+    attempt: int | None = None
+    worker: str | None = None
+    by: str | None = None
+    trigger: Trigger | None = None
+    status: RunStatus | None = None
+    error: StepError | None = None
+
+    @classmethod
+    def from_redis(cls, event_id: str, fields: Mapping[str, str]) -> RunEvent:
+        """An event from a history stream entry."""
+        return cls(
+            id=event_id,
+            at=fields["at"],
+            event=EventKind(fields["event"]),
+            step=fields.get("step") or None,
+            attempt=int(fields["attempt"]) if fields.get("attempt") else None,
+            worker=fields.get("worker") or None,
+            by=fields.get("by") or None,
+            trigger=Trigger(fields["trigger"]) if fields.get("trigger") else None,
+            status=RunStatus(fields["status"]) if fields.get("status") else None,
+            error=StepError.model_validate_json(fields["error"]) if fields.get("error") else None,
         )
 
 

@@ -63,9 +63,9 @@ class Keys:
         """Hash: need name -> final status, the arrivals a step's join has seen."""
         return f"{self.prefix}:run:{{{run_id}}}:join:{step}"
 
-    def events(self, run_id: str) -> str:
-        """Pub/sub channel: a message per state change of the run (for ``--wait``)."""
-        return f"{self.prefix}:events:{{{run_id}}}"
+    def history(self, run_id: str) -> str:
+        """Stream: the run's events (submitted, each step queued/started/ended, cancelled or retried by whom)."""
+        return f"{self.prefix}:run:{{{run_id}}}:history"
 
     def runs(self) -> str:
         """Sorted set: run id scored by creation time."""

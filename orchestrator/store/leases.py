@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import cast
 
+from orchestrator.engine.records import now_iso
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import RecoverVerdict, Recovery
 from orchestrator.store.connections import all_reachable
@@ -59,7 +60,13 @@ class RedisLeases(Part):
         verdict, attempt, plan_id, task_id, deaths, epoch, items = (
             str(v)
             for v in self.scripts.recover(
-                keys=[self.keys.run(unit.run_id), self.keys.unit(unit), self.keys.leases(), self.keys.outbox()],
+                keys=[
+                    self.keys.run(unit.run_id),
+                    self.keys.unit(unit),
+                    self.keys.leases(),
+                    self.keys.outbox(),
+                    self.keys.history(unit.run_id),
+                ],
                 args=[
                     str(unit),
                     now,
@@ -68,6 +75,8 @@ class RedisLeases(Part):
                     "1" if unit.item is not None else "0",
                     guard_seconds,
                     MAX_REPUBLISH_WAIT,
+                    now_iso(),
+                    unit.step if unit.item is None else "",
                 ],
             )
         )

@@ -17,7 +17,7 @@ from redis import Redis
 from redis.client import Pipeline
 
 from orchestrator.engine.ports import NewRun
-from orchestrator.engine.records import RunRecord, RunStatus, StepRecord, StepStatus, now_iso
+from orchestrator.engine.records import RunEvent, RunRecord, RunStatus, StepRecord, StepStatus, now_iso
 from orchestrator.engine.rules import Decision, decide
 from orchestrator.engine.unit import Unit
 from orchestrator.engine.verdicts import Cancellation, CancelVerdict, Reset
@@ -26,6 +26,7 @@ from orchestrator.plan.compiler import Plan
 from orchestrator.store.connections import all_reachable, reachable
 from orchestrator.store.keys import Keys
 from orchestrator.store.scripts import Part, Scripts
+from orchestrator.store.transitions import HISTORY_LIMIT, event
 
 SUBMISSION_TTL = 7 * 86400
 """Seconds a submission's idempotency key keeps answering with the run it started."""
@@ -114,9 +115,13 @@ class RedisRuns(Part):
         )
         pipe.zadd(self.keys.runs(), {run.run_id: score})
         pipe.zadd(self.keys.runs_of(plan.workflow), {run.run_id: score})
+        history = self.keys.history(run.run_id)
+        submitted = event(run.created_at, "submitted", trigger=run.trigger.value, by=run.started_by or "")
+        pipe.xadd(history, submitted, **HISTORY_LIMIT)
         for step in plan.roots:
             pipe.hset(self.keys.step(run.run_id, step), "status", StepStatus.QUEUED.value)
             pipe.zadd(self.keys.outbox(), {str(Unit(run.run_id, step)): score + run.publish_grace})
+            pipe.xadd(history, event(run.created_at, "queued", step=step), **HISTORY_LIMIT)
 
     def get(self, run_id: str) -> RunRecord:
         """The full run record, read in two round trips (the run's hash, then its steps).
@@ -156,13 +161,13 @@ class RedisRuns(Part):
                         break
         return found
 
-    def cancel(self, run_id: str, steps: Sequence[str]) -> Cancellation:
-        """Cancel a run (``lua/cancel.lua``); the result holds the task ids to revoke."""
-        keys = [self.keys.run(run_id), *(self.keys.step(run_id, s) for s in steps)]
-        verdict, *task_ids = (str(r) for r in self.scripts.cancel(keys=keys, args=[now_iso()]))
+    def cancel(self, run_id: str, steps: Sequence[str], by: str) -> Cancellation:
+        """Cancel a run (``lua/cancel.lua``), recording who did; the result holds the task ids to revoke."""
+        keys = [self.keys.run(run_id), self.keys.history(run_id), *(self.keys.step(run_id, s) for s in steps)]
+        verdict, *task_ids = (str(r) for r in self.scripts.cancel(keys=keys, args=[now_iso(), by]))
         return Cancellation(CancelVerdict(verdict), tuple(task_ids) if verdict == CancelVerdict.OK else ())
 
-    def reset_for_retry(self, plan: Plan, run_id: str) -> Reset:
+    def reset_for_retry(self, plan: Plan, run_id: str, by: str) -> Reset:
         """Reset every step that did not succeed; returns the steps to start and those to skip.
 
         Succeeded steps keep status and output, and count as arrived at their dependents' joins.
@@ -193,6 +198,7 @@ class RedisRuns(Part):
                 pipe.hset(self.keys.join(run_id, step), mapping=dict.fromkeys(arrived, StepStatus.SUCCEEDED.value))
         pipe.hset(self.keys.run(run_id), mapping={"status": "running", "remaining": len(reset), "failed": 0})
         pipe.hdel(self.keys.run(run_id), "finished_at")
+        pipe.xadd(self.keys.history(run_id), event(now_iso(), "retried", by=by), **HISTORY_LIMIT)
         pipe.hincrby(self.keys.run(run_id), "epoch", 1)
         epoch = int(pipe.execute()[-1])
         start: list[str] = []
@@ -203,3 +209,17 @@ class RedisRuns(Part):
                 decision = decide(spec.trigger_rule, len(spec.needs), 0, 0, len(spec.needs))
                 (start if decision is Decision.FIRE else skip).append(step)
         return Reset(tuple(start), tuple(skip), epoch)
+
+    def history(self, run_id: str, after: str = "-", limit: int = 1000) -> list[RunEvent]:
+        """The run's events, oldest first, after the event id ``after`` (``-``: from the start).
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        start = "-" if after == "-" else f"({after}"
+        entries = cast(
+            list[tuple[str, dict[str, str]]], self.redis.xrange(self.keys.history(run_id), start, "+", limit)
+        )
+        if not entries and not self.redis.exists(self.keys.run(run_id)):
+            raise RunNotFound(run_id)
+        return [RunEvent.from_redis(event_id, fields) for event_id, fields in entries]

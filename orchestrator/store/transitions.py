@@ -28,6 +28,15 @@ MAX_RECOVERIES = 5
 """Deaths of a unit's executions after which it is poison: failed as WorkerLost, not run again."""
 FAN_OUT_BATCH = 1000
 """Items written per command when a ``for_each`` step fans out."""
+HISTORY_LIMIT: dict[str, Any] = {"maxlen": 100_000, "approximate": True}
+"""How many events a run's history keeps (the scripts keep the same, ``lua/lib.lua``)."""
+
+
+def event(at: str, kind: str, **fields: str) -> dict[Any, Any]:
+    """The fields of a history entry, as the scripts write them (``lua/lib.lua``'s ``record``)."""
+    return {"at": at, "event": kind, **fields}
+
+
 WATCHDOG_LEASES = 4
 """A fanned-out step's watchdog lasts this many leases past its items' last claim or end: a fan-out
 with no progress for that long has its items published again (``lua/recover.lua``)."""
@@ -60,6 +69,7 @@ class RedisSteps(Part):
             self.keys.leases(),
             self.keys.unit(unit.parent),
             self.keys.outbox(),
+            self.keys.history(unit.run_id),
         ]
         args: list[str | int | float] = [
             task_id,
@@ -75,6 +85,7 @@ class RedisSteps(Part):
             message.epoch,
             str(unit.parent),
             now + WATCHDOG_LEASES * lease_seconds,
+            unit.step if unit.item is None else "",
         ]
 
         def execute() -> list[Any]:
@@ -136,6 +147,7 @@ class RedisSteps(Part):
             self.keys.output(run_id, step),
             self.keys.leases(),
             self.keys.outbox(),
+            self.keys.history(run_id),
         ]
         args: list[Any] = [
             task_id,
@@ -167,8 +179,16 @@ class RedisSteps(Part):
         published again for the same attempt number.
         """
         result = self.scripts.retry(
-            keys=[self.keys.unit(unit), self.keys.leases()],
-            args=[task_id, error.model_dump_json(), now_iso(), guard_until, str(unit), "1" if counts else "0"],
+            keys=[self.keys.unit(unit), self.keys.leases(), self.keys.history(unit.run_id)],
+            args=[
+                task_id,
+                error.model_dump_json(),
+                now_iso(),
+                guard_until,
+                str(unit),
+                "1" if counts else "0",
+                unit.step if unit.item is None else "",
+            ],
         )
         return bool(result)
 
@@ -177,10 +197,12 @@ class RedisSteps(Part):
     def mark_queued(self, run_id: str, steps: Sequence[str], lease_seconds: float) -> None:
         """Mark steps queued before their messages are published; the outbox guards them until claimed."""
         expiry = time.time() + lease_seconds
+        at = now_iso()
         pipe = self.redis.pipeline(transaction=False)
         for step in steps:
             pipe.hset(self.keys.step(run_id, step), "status", StepStatus.QUEUED.value)
             pipe.zadd(self.keys.outbox(), {str(Unit(run_id, step)): expiry})
+            pipe.xadd(self.keys.history(run_id), event(at, "queued", step=step), **HISTORY_LIMIT)
         pipe.execute()
 
     # --- for_each items -------------------------------------------------------------------------

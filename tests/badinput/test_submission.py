@@ -56,6 +56,6 @@ def test_unknown_run_ids(coordinator: Coordinator, store: Store, action: str, ru
     before = store.snapshot()
 
     with pytest.raises(RunNotFound, match="no run with id"):
-        method(run_id)
+        method(run_id) if action == "get" else method(run_id, "user:test")
 
     store.assert_unchanged(before)

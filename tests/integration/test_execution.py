@@ -122,14 +122,25 @@ def test_cancel_then_retry(orchestra: Orchestra) -> None:
     run_id = orchestra.submit(data)
     while "slow" not in orchestra.started():
         pass
-    record = orchestra.coordinator.cancel(run_id)
+    record = orchestra.coordinator.cancel(run_id, "user:test")
     assert record.status is RunStatus.CANCELLED
     assert record.steps["last"].status is StepStatus.CANCELLED
     record = orchestra.wait(run_id)
     assert record.steps["first"].status is StepStatus.SUCCEEDED
-    record = orchestra.coordinator.retry(run_id)
+    record = orchestra.coordinator.retry(run_id, "user:test")
     record = orchestra.wait(run_id)
     assert record.status is RunStatus.SUCCEEDED
     effects = orchestra.effects()
     assert effects["first"] == 1  # succeeded steps keep their outputs, they do not run again
     assert effects["last"] == 1
+    history = orchestra.store.runs.history(run_id)
+    assert [(e.event, e.by) for e in history if e.event in ("cancelled", "retried")] == [
+        ("cancelled", "user:test"),
+        ("retried", "user:test"),
+    ]
+    assert history[0].event == "submitted" and history[0].trigger == "cli"
+    assert history[-1].event == "finished" and history[-1].status == "succeeded"
+    first = [(e.event, e.step) for e in history if e.step == "first"]
+    assert first == [("queued", "first"), ("started", "first"), ("succeeded", "first")]  # not again after the retry
+    assert [e.id for e in history] == sorted(e.id for e in history)
+    assert orchestra.store.runs.history(run_id, after=history[2].id)[0].id == history[3].id

@@ -168,7 +168,7 @@ def test_retry_of_a_run_while_its_old_item_messages_are_queued_is_safe(orchestra
     plan_id = orchestra.store.runs.plan_of(run_id)[0].plan_id
     for item in range(12):
         _send_step(orchestra, run_id=run_id, plan_id=plan_id, step="each", item=item)
-    orchestra.coordinator.retry(run_id)
+    orchestra.coordinator.retry(run_id, "user:test")
     orchestra.worker(name="w2", concurrency=2)
     second = orchestra.wait(run_id, timeout=60)
     assert second.status is RunStatus.SUCCEEDED

@@ -1,18 +1,21 @@
 -- Cancel a run: it and every unfinished step end 'cancelled'; nothing new is dispatched.
 --
 -- KEYS[1] run        hash: the run's fields
--- KEYS[2..] steps    hash: each step's state
+-- KEYS[2] history    stream: the run's events
+-- KEYS[3..] steps    hash: each step's state
 -- ARGV[1] now_iso    finished_at
+-- ARGV[2] by         who cancelled it
 --
 -- Returns {verdict, task ids of queued or running steps...}: ok | finished | missing
-local run, now_iso = KEYS[1], ARGV[1]
+local run, history, now_iso, by = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 
 local status = redis.call('HGET', run, 'status')
 if not status then return {'missing'} end
 if status == 'succeeded' or status == 'failed' or status == 'cancelled' then return {'finished', status} end
 redis.call('HSET', run, 'status', 'cancelled', 'finished_at', now_iso)
+record(history, now_iso, 'cancelled', 'by', by)
 local revoked = {'ok'}
-for i = 2, #KEYS do
+for i = 3, #KEYS do
   local step = KEYS[i]
   local state = redis.call('HMGET', step, 'status', 'task_id')
   if not is_finished(state[1] or 'pending') then

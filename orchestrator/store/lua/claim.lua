@@ -11,6 +11,7 @@
 -- KEYS[3] leases          zset: unit member -> lease expiry (epoch s)
 -- KEYS[4] parent          hash: for an item, its for_each step's state (status, items); else the unit
 -- KEYS[5] outbox          zset: unit member -> when to publish it again
+-- KEYS[6] history         stream: the run's events
 -- ARGV[1] task_id         the delivery that claims it
 -- ARGV[2] attempt         the attempt its message is for (1-based)
 -- ARGV[3] worker          the worker's name
@@ -24,13 +25,14 @@
 -- ARGV[11] epoch          the run epoch the message was sent in
 -- ARGV[12] parent_member  for an item, its step's member (its fan-out watchdog in the outbox)
 -- ARGV[13] watchdog       new score of that watchdog (epoch s)
+-- ARGV[14] step           the step's name (its history event; items have none)
 --
 -- Returns {verdict, detail}: ok | cancelled | missing | done | busy | stale | poison | invalid
-local run, unit, leases, parent, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local run, unit, leases, parent, outbox, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local task_id, attempt, worker, now_iso = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local now, lease_expiry, member = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local max_recoveries, item, plan_id, epoch = tonumber(ARGV[8]), ARGV[9], ARGV[10], tonumber(ARGV[11])
-local parent_member, watchdog = ARGV[12], ARGV[13]
+local parent_member, watchdog, step_name = ARGV[12], ARGV[13], ARGV[14]
 local is_item = item ~= ''
 
 local fields = redis.call('HMGET', run, 'status', 'plan_id', 'epoch', 'started_at')
@@ -72,7 +74,11 @@ redis.call('HSET', unit, 'status', 'running', 'attempts', attempt, 'task_id', ta
 redis.call('HDEL', unit, 'finished_at', 'republished')
 redis.call('ZADD', leases, lease_expiry, member)
 redis.call('ZREM', outbox, member)
-if is_item then redis.call('ZADD', outbox, 'XX', watchdog, parent_member) end
+if is_item then
+  redis.call('ZADD', outbox, 'XX', watchdog, parent_member)
+else
+  record(history, now_iso, 'started', 'step', step_name, 'attempt', attempt, 'worker', worker, 'task_id', task_id)
+end
 if run_status == 'pending' then redis.call('HSET', run, 'status', 'running') end
 -- The earliest claim's clock, whichever claim runs first: workers' timestamps race each other.
 if not run_started or now_iso < run_started then redis.call('HSET', run, 'started_at', now_iso) end

@@ -5,6 +5,7 @@
 -- KEYS[3] output         string: the step's output as JSON
 -- KEYS[4] leases         zset: unit member -> lease expiry
 -- KEYS[5] outbox         zset: unit member -> when to publish it again
+-- KEYS[6] history        stream: the run's events
 -- then two keys per dependent (see `dependent` below): its join hash (need -> outcome), its step hash
 -- ARGV[1] task_id        the execution ending it, '' for the orchestrator's own transitions (skips, fan-in)
 -- ARGV[2] outcome        succeeded | failed | skipped
@@ -17,10 +18,10 @@
 -- then four arguments per dependent: its trigger rule, its number of needs, its name, its member
 --
 -- Returns {verdict, run_status, run_epoch, fired..., '|', skipped...}; verdict ok | stale | cancelled
-local run, step, output_key, leases, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local run, step, output_key, leases, outbox, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local task_id, outcome, now_iso, output, error_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local member, step_name, guard = ARGV[6], ARGV[7], ARGV[8]
-local FIXED_KEYS, FIXED_ARGS, KEYS_PER, ARGS_PER = 5, 8, 2, 4
+local FIXED_KEYS, FIXED_ARGS, KEYS_PER, ARGS_PER = 6, 8, 2, 4
 
 local function dependent(i)
   local k, a = FIXED_KEYS + KEYS_PER * (i - 1), FIXED_ARGS + ARGS_PER * (i - 1)
@@ -59,6 +60,11 @@ if error_json ~= '' then redis.call('HSET', step, 'error', error_json) else redi
 if output ~= '' then redis.call('SET', output_key, output) end
 redis.call('ZREM', leases, member)
 redis.call('ZREM', outbox, member)
+if error_json ~= '' then
+  record(history, now_iso, outcome, 'step', step_name, 'error', error_json)
+else
+  record(history, now_iso, outcome, 'step', step_name)
+end
 
 local run_status = redis.call('HGET', run, 'status')
 if run_status == 'cancelled' then return {'cancelled', run_status, '0'} end
@@ -82,6 +88,7 @@ for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
         -- Until its message is published, the outbox guards the dependent: if this process
         -- dies before publishing, the sweeper publishes it.
         redis.call('ZADD', outbox, guard, dep.member)
+        record(history, now_iso, 'queued', 'step', dep.name)
         table.insert(fired, dep.name)
       elseif decision == 'skip' then
         -- Taken now so no later arrival decides again; the caller ends it as skipped (and the
@@ -99,6 +106,7 @@ if remaining <= 0 then
   local final = 'succeeded'
   if tonumber(redis.call('HGET', run, 'failed') or '0') > 0 then final = 'failed' end
   redis.call('HSET', run, 'status', final, 'finished_at', now_iso)
+  record(history, now_iso, 'finished', 'status', final)
   run_status = final
 end
 local result = {'ok', run_status, redis.call('HGET', run, 'epoch') or '0'}

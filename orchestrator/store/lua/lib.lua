@@ -27,3 +27,9 @@ local function count_recovery(unit, max_recoveries)
   local recoveries = redis.call('HINCRBY', unit, 'recoveries', 1)
   return recoveries, recoveries > max_recoveries
 end
+
+-- Append an event to a run's history stream (`KEYS` of the caller name it); the stream keeps
+-- about the last 100,000 events of a run.
+local function record(history, at, event, ...)
+  redis.call('XADD', history, 'MAXLEN', '~', 100000, '*', 'at', at, 'event', event, ...)
+end

@@ -4,6 +4,7 @@
 -- KEYS[2] unit             hash: the unit's state
 -- KEYS[3] leases           zset: unit member -> lease expiry
 -- KEYS[4] outbox           zset: unit member -> when to publish it again
+-- KEYS[5] history          stream: the run's events
 -- ARGV[1] member           the unit's member
 -- ARGV[2] now              epoch s
 -- ARGV[3] guard            new outbox score of a requeued running unit (epoch s)
@@ -11,6 +12,8 @@
 -- ARGV[5] is_item          '1' for a for_each item
 -- ARGV[6] first_wait       seconds before a queued unit is published again, the first time
 -- ARGV[7] longest_wait     the longest such wait
+-- ARGV[8] now_iso          for the history
+-- ARGV[9] step             the step's name ('' for an item: items have no history events)
 --
 -- A for_each step that has fanned out has no lease, only a watchdog in the outbox, renewed by each
 -- item claimed or ended. When it expires the fan-out made no progress for a while: its items are
@@ -19,10 +22,11 @@
 --
 -- Returns {verdict, attempt, plan_id, task_id, recoveries, epoch, items}:
 -- none | requeue | poison | skip | refan
-local run, unit, leases, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local run, unit, leases, outbox, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local member, now, guard = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local max_recoveries, is_item = tonumber(ARGV[4]), ARGV[5]
 local first_wait, longest_wait = tonumber(ARGV[6]), tonumber(ARGV[7])
+local now_iso, step_name = ARGV[8], ARGV[9]
 
 local function forget()
   redis.call('ZREM', leases, member)
@@ -35,7 +39,7 @@ local run_status, plan_id, epoch = fields[1], fields[2], fields[3] or '0'
 if not run_status or run_status == 'cancelled' or run_status == 'succeeded' or run_status == 'failed' then
   return forget()
 end
-local state = redis.call('HMGET', unit, 'status', 'attempts', 'task_id', 'items')
+local state = redis.call('HMGET', unit, 'status', 'attempts', 'task_id', 'items', 'worker')
 local status = unit_status(state[1], is_item)
 local attempts = tonumber(state[2] or '0')
 
@@ -72,6 +76,9 @@ if status == 'running' then
   redis.call('HDEL', unit, 'task_id')
   redis.call('ZREM', leases, member)
   redis.call('ZADD', outbox, guard, member)
+  if step_name ~= '' then
+    record(history, now_iso, 'recovered', 'step', step_name, 'attempt', attempts, 'worker', state[5] or '')
+  end
   return {'requeue', tostring(attempts), plan_id, '', tostring(recoveries), epoch, '0'}
 end
 
