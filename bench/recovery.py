@@ -77,7 +77,7 @@ def recover_ours(processes: Processes, concurrency: int, cap: float) -> Recovery
     )
     victim = ours.worker("ours-a", concurrency)
     steps = {f"b{i}": {"task": "bench.block", "args": {"seconds": 600}} for i in range(concurrency)}
-    run_id = ours.coordinator.submit(ours.workflow({"workflow": "recovery", "steps": steps}))
+    run_id = ours.coordinator.submit(ours.workflow({"workflow": "recovery", "steps": steps})).run_id
 
     def running_on(worker: Worker) -> bool:
         record = ours.store.runs.get(run_id)

@@ -101,7 +101,7 @@ class Ours:
         """
         workflow = self.workflow(data)
         started = time.time()
-        run_id = self.coordinator.submit(workflow)
+        run_id = self.coordinator.submit(workflow).run_id
         record = self.wait(run_id, timeout)
         if record.status.value != "succeeded":
             raise RuntimeError(f"run {run_id} {record.status.value}")

@@ -1,7 +1,10 @@
 """Configuration: one pydantic-settings object, environment prefix ``ORCH_``."""
 
 from config.settings import (
+    ApiSettings,
+    ApiToken,
     InvalidSettings,
+    Scope,
     Settings,
     StepDefaults,
     WorkerSettings,
@@ -11,6 +14,9 @@ from config.urls import REDIS_SCHEMES, url_scheme
 
 __all__ = [
     "REDIS_SCHEMES",
+    "ApiSettings",
+    "ApiToken",
+    "Scope",
     "InvalidSettings",
     "Settings",
     "StepDefaults",

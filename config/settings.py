@@ -11,6 +11,7 @@ This package imports neither ``orchestrator`` nor ``workers``: it only describes
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -64,6 +65,38 @@ class StepDefaults(BaseModel):
     retry_on: list[str] = Field(default_factory=lambda: ["ConnectionError", "TimeoutError"])
 
 
+class Scope(StrEnum):
+    """What an API token may do; each scope includes the ones before it."""
+
+    READ = "read"
+    """Read runs, workflows and events."""
+    SUBMIT = "submit"
+    """Also start runs (the default scope of a token)."""
+    ADMIN = "admin"
+    """Also cancel, retry and replay."""
+
+    def allows(self, needed: Scope) -> bool:
+        order = list(Scope)
+        return order.index(self) >= order.index(needed)
+
+
+class ApiToken(BaseModel):
+    """One ``name:token[:scope]`` entry of ``ORCH_API_TOKENS``: the name is recorded as who acted."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]+$", max_length=100)
+    token: SecretStr
+    scope: Scope = Scope.SUBMIT
+
+
+class ApiSettings(BaseModel):
+    """The HTTP API (``orchestrator api``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Larger request bodies get a 413.")
+    max_wait: float = Field(default=60.0, gt=0, le=3600, description="Longest long-poll (`?wait=`) in seconds.")
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`get_settings` and pass it down explicitly."""
 
@@ -99,8 +132,16 @@ class Settings(BaseSettings):
         description="Import path of the app factory the CLI calls with these settings.",
     )
     flower_basic_auth: SecretStr | None = None
+    api_tokens: Annotated[tuple[ApiToken, ...], NoDecode] = Field(
+        default=(), description="Comma-separated name:token[:scope] (scope read, submit (default) or admin)."
+    )
+    webhook_secrets: Annotated[dict[str, tuple[SecretStr, ...]], NoDecode] = Field(
+        default_factory=dict,
+        description="Comma-separated name:secret; two entries with one name are both valid (rotation).",
+    )
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     defaults: StepDefaults = Field(default_factory=StepDefaults)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @field_validator("task_modules", mode="before")
     @classmethod
@@ -108,6 +149,38 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        tokens = []
+        scopes = [scope.value for scope in Scope]
+        for position, entry in enumerate(filter(None, (p.strip() for p in value.split(","))), start=1):
+            parts = entry.split(":")
+            if len(parts) not in (2, 3) or not all(parts):
+                raise ValueError(f"entry {position} is not name:token[:scope]")
+            if len(parts) == 3 and parts[2] not in scopes:
+                raise ValueError(f"entry {position}: the scope is not one of {', '.join(scopes)}")
+            tokens.append({"name": parts[0], "token": parts[1], "scope": parts[2] if len(parts) == 3 else "submit"})
+        names = [t["name"] for t in tokens]
+        if len(set(names)) != len(names):
+            raise ValueError("two tokens have the same name; give each its own (the name is recorded as who acted)")
+        return tokens
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _parse_secrets(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        secrets: dict[str, list[str]] = {}
+        for position, entry in enumerate(filter(None, (p.strip() for p in value.split(","))), start=1):
+            name, sep, secret = entry.partition(":")
+            if not sep or not name or not secret:
+                raise ValueError(f"entry {position} is not name:secret")
+            secrets.setdefault(name, []).append(secret)
+        return secrets
 
     @field_validator("flower_basic_auth")
     @classmethod

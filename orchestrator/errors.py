@@ -111,6 +111,14 @@ class InvalidParams(RunError):
         super().__init__("; ".join(self.problems))
 
 
+class InvalidArgument(RunError):
+    """An argument of a request is not valid (a cursor, a duration, a filter); ``field`` names it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
 class RunNotFound(RunError):
     """No run with that id exists in the run store."""
 
@@ -146,6 +154,21 @@ class DeadLetterNotFound(RunError):
     """No dead letter with that id."""
 
     exit_code = ExitCode.RUN_FAILED
+
+
+# --- access ------------------------------------------------------------------------------------
+
+
+class AccessError(OrchestratorError):
+    """A caller of the HTTP API or a webhook sender is not who may do this."""
+
+
+class NotAuthenticated(AccessError):
+    """No valid credentials: a missing or unknown token, a missing or wrong signature (no hint which)."""
+
+
+class NotAllowed(AccessError):
+    """Valid credentials whose scope does not allow the operation."""
 
 
 # --- tasks -------------------------------------------------------------------------------------

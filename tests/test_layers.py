@@ -29,12 +29,27 @@ ALLOWED: dict[str, set[str]] = {
     "orchestrator.triggers": {"orchestrator.definition"},
     "orchestrator.analysis": {"orchestrator.definition", "orchestrator.plan", "orchestrator.engine"},
     "orchestrator.dev": {"config"},
+    "orchestrator.observability": {"config", "orchestrator.definition", "orchestrator.engine"},
+    "orchestrator.api": {
+        "config",
+        "orchestrator.definition",
+        "orchestrator.plan",
+        "orchestrator.engine",
+        "orchestrator.store",
+        "orchestrator.broker",
+        "orchestrator.triggers",
+        "orchestrator.analysis",
+        "orchestrator.observability",
+        "orchestrator.services",
+    },
+    "orchestrator.services": {"config", "orchestrator"},  # the composition root (the CLI, the API, direct mode)
     "orchestrator.cli": {"config", "orchestrator"},
     "orchestrator": {"config", "orchestrator"},  # the package's own __init__ and top-level modules
     "workers": {"config", "orchestrator"},
 }
 NEVER: dict[str, set[str]] = {
-    "workers": {"orchestrator.cli"},  # the CLI is a composition root, not a library
+    "workers": {"orchestrator.cli", "orchestrator.api"},  # composition roots, not libraries
+    "orchestrator.services": {"orchestrator.cli", "orchestrator.api"},
 }
 
 
@@ -70,7 +85,11 @@ def imports(name: str, path: Path) -> Iterator[str]:
 def part(module: str) -> str:
     """``orchestrator.store.runs`` -> ``orchestrator.store``; ``workers.app`` -> ``workers``."""
     pieces = module.split(".")
-    if pieces[0] == "orchestrator" and len(pieces) > 1 and f"orchestrator.{pieces[1]}" in ALLOWED:
+    if (
+        pieces[0] == "orchestrator"
+        and len(pieces) > 1
+        and f"orchestrator.{pieces[1]}" in ALLOWED | {"orchestrator.services": set()}
+    ):
         return f"orchestrator.{pieces[1]}"
     return pieces[0]
 

@@ -28,6 +28,6 @@ def register(app: WorkerApp) -> None:
             trigger=Trigger.SCHEDULE,
             started_by=f"schedule:{entry}",
             idempotency_key=f"schedule:{entry}:{tick.name}",
-        )
+        ).run_id
         log.info("schedule %s tick %s: run %s", entry, tick.name, run_id)
         return run_id

@@ -1,4 +1,4 @@
-"""``worker``, ``beat``, ``flower`` and ``dev``: thin wrappers that start the components.
+"""``worker``, ``beat``, ``flower``, ``api`` and ``dev``: thin wrappers that start the components.
 
 ``worker``, ``beat`` and ``flower`` replace this process with the Celery/Flower command (extra
 arguments pass through, e.g. ``orchestrator worker --pool threads -c 32``); ``celery -A
@@ -13,14 +13,15 @@ import time
 from typing import Annotated
 
 import typer
+import uvicorn
 
 from config import get_settings
 from orchestrator.cli.console import err
-from orchestrator.cli.wiring import services
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.embedded import EmbeddedRedis
 from orchestrator.dev.inprocess import InProcessWorker
 from orchestrator.errors import ConfigurationError
+from orchestrator.services import services
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -57,6 +58,24 @@ def flower(
     _exec_celery(["flower", f"--port={port}", *ctx.args])
 
 
+def api(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default ORCH_API__HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default ORCH_API__PORT).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
+) -> None:
+    """Serve the HTTP API with uvicorn (OpenAPI at /openapi.json)."""
+    settings = get_settings()
+    uvicorn.run(
+        "orchestrator.api.app:factory",
+        factory=True,
+        host=host or settings.api.host,
+        port=port or settings.api.port,
+        workers=workers,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
 def dev(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Worker threads.")] = 4,
 ) -> None:
@@ -84,4 +103,5 @@ def register(app: typer.Typer) -> None:
     app.command(context_settings=PASS_THROUGH)(worker)
     app.command(context_settings=PASS_THROUGH)(beat)
     app.command(context_settings=PASS_THROUGH)(flower)
+    app.command()(api)
     app.command()(dev)

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.cli.console import out, printable
-from orchestrator.cli.wiring import services
+from orchestrator.services import services
 
 commands = typer.Typer(help="Messages workers could not run: list, replay or drop them.", no_args_is_help=True)
 

@@ -32,7 +32,7 @@ def load(path: Path) -> Workflow:
 
 def known_tasks() -> frozenset[str] | None:
     """Task names registered by the worker app, or None when it cannot be imported here."""
-    from orchestrator.cli.wiring import registered_tasks
+    from orchestrator.services import registered_tasks
 
     return registered_tasks()
 

@@ -17,13 +17,15 @@ from rich.text import Text
 from config import get_settings
 from orchestrator.cli.console import err, out, printable
 from orchestrator.cli.definitions import known_tasks, load
-from orchestrator.cli.wiring import Services, services
+from orchestrator.definition.durations import parse_moment
 from orchestrator.definition.models import Workflow
 from orchestrator.definition.params import coerce_all
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.inprocess import InProcessWorker
-from orchestrator.engine.records import RunRecord, RunStatus, Trigger
-from orchestrator.errors import ExitCode, InvalidParams, ServiceUnavailable, WorkflowNotFound
+from orchestrator.engine.ports import RunQuery
+from orchestrator.engine.records import RunRecord, RunStatus, RunSummary, Trigger
+from orchestrator.errors import ExitCode, InvalidArgument, InvalidParams, ServiceUnavailable, WorkflowNotFound
+from orchestrator.services import Services, services
 
 _STYLE = {
     "pending": "dim",
@@ -77,7 +79,9 @@ def _params(workflow: Workflow, pairs: list[str]) -> dict[str, object]:
 
 
 def _table(record: RunRecord) -> Table:
-    table = Table(title=f"{record.workflow} run {record.run_id}: {record.status.value}", title_justify="left")
+    who = f", {record.trigger.value} by {record.started_by}" if record.started_by else f", {record.trigger.value}"
+    title = Text(printable(f"{record.workflow} run {record.run_id}: {record.status.value}{who}"))
+    table = Table(title=title, title_justify="left")
     for column in ("step", "status", "attempts", "started", "finished", "output / error"):
         table.add_column(column, overflow="fold")
     for name, step in record.steps.items():
@@ -149,7 +153,7 @@ def run(
         try:
             try:
                 started_by = f"user:{getpass.getuser()}"
-                run_id = svc.coordinator.submit(workflow, params, trigger=Trigger.CLI, started_by=started_by)
+                run_id = svc.coordinator.submit(workflow, params, trigger=Trigger.CLI, started_by=started_by).run_id
             except ServiceUnavailable as exc:
                 if exc.run_id is not None:  # recorded: its id is what the caller needs (exit 3 says the rest)
                     out.print(json.dumps({"run_id": exc.run_id}) if as_json else exc.run_id, markup=False)
@@ -182,18 +186,32 @@ def status(
 def runs(
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
     status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
+    trigger: Annotated[Trigger | None, typer.Option(help="Only runs started this way.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs created since: an ISO time, or a duration ago (1h).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List runs, newest first."""
+    try:
+        moment = parse_moment(since, time.time()) if since is not None else None
+    except ValueError as exc:
+        raise InvalidArgument(f"--since: {exc}", "since") from None
+    found: list[RunSummary] = []
+    query = RunQuery(workflow, status, trigger, moment, limit)
     with services() as svc:
-        found = svc.store.runs.recent(workflow, status.value if status else None, limit)
+        while len(found) < limit:
+            page = svc.store.runs.page(query)
+            found += page.runs
+            if page.next is None:
+                break
+            query = RunQuery(workflow, status, trigger, moment, limit - len(found), page.next)
     if as_json:
-        listed = [r.model_dump(mode="json", exclude={"steps"}) for r in found]
-        out.print(json.dumps(listed, indent=2), markup=False, emoji=False)
+        out.print(json.dumps([r.model_dump(mode="json") for r in found], indent=2), markup=False, emoji=False)
         return
     table = Table()
-    for column in ("run id", "workflow", "status", "trigger", "created", "finished"):
+    for column in ("run id", "workflow", "status", "trigger", "started by", "created", "finished"):
         table.add_column(column)
     for r in found:
         table.add_row(
@@ -201,6 +219,7 @@ def runs(
             r.workflow,
             f"[{_STYLE.get(r.status.value, '')}]{r.status.value}[/]",
             r.trigger.value,
+            Text(printable(r.started_by or "")),
             r.created_at[:19],
             (r.finished_at or "")[:19],
         )

@@ -1,9 +1,10 @@
-"""Durations as users write them: ``500ms``, ``30s``, ``5m``, ``2h``, ``1d`` or a number of seconds."""
+"""Durations as users write them (``500ms``, ``30s``, ``5m``, ``2h``, ``1d``, seconds), and moments."""
 
 from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 _UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400)}
@@ -59,3 +60,23 @@ def format_duration(seconds: float) -> str:
     if millis == millis.to_integral_value():
         spellings.append(f"{int(millis)}ms")
     return min(spellings, key=len)
+
+
+def parse_moment(value: str, now: float) -> float:
+    """A moment as epoch seconds: an ISO-8601 time (UTC unless it says) or a duration ago (``1h``).
+
+    Raises:
+        ValueError: neither, with the forms accepted.
+    """
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{_shown(value)} is not a moment; write an ISO-8601 time such as 2026-01-31T12:00:00Z, or a "
+            "duration ago such as 1h"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()

@@ -217,3 +217,20 @@ def _short(value: Any) -> str:
     except (ValueError, RecursionError):  # NaN is written, but circular or too deep values are not
         text = type(value).__name__
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def params_schema(specs: Mapping[str, Param]) -> dict[str, Any]:
+    """The declared params as a JSON Schema object (what the API publishes for a workflow)."""
+    properties: dict[str, Any] = {}
+    for name, spec in specs.items():
+        schema: dict[str, Any] = {"type": spec.type.value}
+        if not spec.required:
+            schema["default"] = spec.default
+        for key in ("minimum", "maximum", "description"):
+            if (value := getattr(spec, key)) is not None:
+                schema[key] = value
+        if spec.enum is not None:
+            schema["enum"] = list(spec.enum)
+        properties[name] = schema
+    required = [name for name, spec in specs.items() if spec.required]
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}

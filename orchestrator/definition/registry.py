@@ -23,9 +23,11 @@ class WorkflowRegistry:
 
     def __init__(self, directory: Path | None, tasks: Collection[str] | None = None) -> None:
         self.directory = directory
+        self.tasks = tasks
         self.workflows: dict[str, Workflow] = {}
         self.files: dict[str, Path] = {}
         self.invalid: dict[Path, InvalidWorkflow] = {}
+        self.stamp = _stamp(directory)
         if directory is None:
             return
         for pattern in PATTERNS:
@@ -49,3 +51,22 @@ class WorkflowRegistry:
         if self.directory is None:
             raise WorkflowNotFound(f"no workflow {name!r}: give a file path, or set ORCH_WORKFLOWS_DIR")
         raise WorkflowNotFound(f"no workflow {name!r} in {self.directory}{suggest(name, self.workflows)}")
+
+    def refreshed(self) -> WorkflowRegistry:
+        """This registry, or a new one when a file of the directory was added, removed or changed."""
+        return self if _stamp(self.directory) == self.stamp else WorkflowRegistry(self.directory, self.tasks)
+
+
+def _stamp(directory: Path | None) -> tuple[tuple[str, int, int], ...]:
+    """What the directory holds, cheaply: each workflow file's name, change time and size."""
+    if directory is None:
+        return ()
+    found = []
+    for pattern in PATTERNS:
+        for path in directory.glob(pattern):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            found.append((path.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(found))

@@ -13,6 +13,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.definition.models import Policy, Workflow
@@ -25,6 +26,14 @@ from orchestrator.errors import Deferred, RunStateError, ServiceUnavailable, Wor
 from orchestrator.plan.compiler import Plan, compile_workflow
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A submission's answer: the run, and whether this call created it (an idempotency key's repeat did not)."""
+
+    run_id: str
+    created: bool
 
 
 class Coordinator:
@@ -66,8 +75,11 @@ class Coordinator:
         trigger: Trigger = Trigger.CLI,
         started_by: str | None = None,
         idempotency_key: str | None = None,
-    ) -> str:
-        """Check params, compile, record and dispatch a run; returns its id.
+    ) -> Submitted:
+        """Check params, compile, record and dispatch a run.
+
+        A second submission with the same ``idempotency_key`` for the same workflow (atomically,
+        however the calls race) answers with the first run, ``created`` False, and records nothing.
 
         Raises:
             InvalidParams: params do not match the declaration; nothing is recorded.
@@ -88,7 +100,7 @@ class Coordinator:
                     "(any worker's sweeper publishes them)",
                     run_id=run_id,
                 ) from exc
-        return run_id
+        return Submitted(run_id, created)
 
     def get(self, run_id: str) -> RunRecord:
         return self.store.runs.get(run_id)

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.engine.context import StepInputs, StepReads
-from orchestrator.engine.records import Outcome, RunEvent, RunRecord, StepError, Trigger, now_iso
+from orchestrator.engine.records import (
+    Outcome,
+    RunEvent,
+    RunRecord,
+    RunStatus,
+    RunSummary,
+    StepError,
+    Trigger,
+    now_iso,
+)
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import Cancellation, Claim, Completion, ItemEnd, Recovery, Reset, SideEffect
 from orchestrator.plan.compiler import Plan
@@ -35,6 +44,28 @@ class NewRun:
     created_at: str = field(default_factory=now_iso)
 
 
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs a list shows, newest first: filters, a page size and where the last page ended."""
+
+    workflow: str | None = None
+    status: RunStatus | None = None
+    trigger: Trigger | None = None
+    since: float | None = None
+    """Only runs created at or after this moment (epoch seconds)."""
+    limit: int = 20
+    after: str | None = None
+    """The ``next`` cursor of the previous page."""
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of runs, and the cursor of the next page (None: this was the last)."""
+
+    runs: list[RunSummary]
+    next: str | None
+
+
 # --- the store, by concern ------------------------------------------------------------------------
 
 
@@ -46,7 +77,7 @@ class Runs(Protocol):
     def plan_of(self, run_id: str) -> tuple[Plan, str]: ...
     def create(self, run: NewRun, idempotency_key: str | None = None) -> tuple[str, bool]: ...
     def get(self, run_id: str) -> RunRecord: ...
-    def recent(self, workflow: str | None = None, status: str | None = None, limit: int = 20) -> list[RunRecord]: ...
+    def page(self, query: RunQuery) -> RunPage: ...
     def cancel(self, run_id: str, steps: Sequence[str], by: str) -> Cancellation: ...
     def reset_for_retry(self, plan: Plan, run_id: str, by: str) -> Reset: ...
     def history(self, run_id: str, after: str = "-", limit: int = 1000) -> list[RunEvent]: ...

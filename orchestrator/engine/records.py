@@ -197,8 +197,8 @@ class RunEvent(BaseModel):
         )
 
 
-class RunRecord(BaseModel):
-    """One run, as ``status --json`` prints it."""
+class RunSummary(BaseModel):
+    """A run without its steps: what lists of runs show (``runs --json``, ``GET /v1/runs``)."""
 
     run_id: str
     workflow: str
@@ -211,11 +211,10 @@ class RunRecord(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     definition_hash: str | None = None
-    steps: dict[str, StepRecord] = Field(default_factory=dict)
 
     @classmethod
-    def from_redis(cls, meta: Mapping[str, str], steps: Mapping[str, StepRecord]) -> RunRecord:
-        """A run from its own hash and its steps' records."""
+    def from_redis(cls, meta: Mapping[str, str]) -> RunSummary:
+        """A run from its own hash."""
         return cls(
             run_id=meta["run_id"],
             workflow=meta["workflow"],
@@ -228,8 +227,18 @@ class RunRecord(BaseModel):
             started_at=meta.get("started_at") or None,
             finished_at=meta.get("finished_at") or None,
             definition_hash=meta.get("definition_hash") or None,
-            steps=dict(steps),
         )
+
+
+class RunRecord(RunSummary):
+    """One run with its steps, as ``status --json`` prints it."""
+
+    steps: dict[str, StepRecord] = Field(default_factory=dict)
+
+    @classmethod
+    def from_redis(cls, meta: Mapping[str, str], steps: Mapping[str, StepRecord] | None = None) -> RunRecord:
+        """A run from its own hash and its steps' records."""
+        return cls(**RunSummary.from_redis(meta).model_dump(), steps=dict(steps or {}))
 
 
 def now_iso() -> str:

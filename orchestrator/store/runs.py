@@ -16,12 +16,12 @@ from typing import Any, cast
 from redis import Redis
 from redis.client import Pipeline
 
-from orchestrator.engine.ports import NewRun
-from orchestrator.engine.records import RunEvent, RunRecord, RunStatus, StepRecord, StepStatus, now_iso
+from orchestrator.engine.ports import NewRun, RunPage, RunQuery
+from orchestrator.engine.records import RunEvent, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus, now_iso
 from orchestrator.engine.rules import Decision, decide
 from orchestrator.engine.unit import Unit
 from orchestrator.engine.verdicts import Cancellation, CancelVerdict, Reset
-from orchestrator.errors import PlanNotFound, RunNotFound
+from orchestrator.errors import InvalidArgument, PlanNotFound, RunNotFound
 from orchestrator.plan.compiler import Plan
 from orchestrator.store.connections import all_reachable, reachable
 from orchestrator.store.keys import Keys
@@ -141,25 +141,42 @@ class RedisRuns(Part):
         steps = {name: StepRecord.from_redis(raw[2 * i], raw[2 * i + 1]) for i, name in enumerate(names)}
         return RunRecord.from_redis(meta, steps)
 
-    def recent(self, workflow: str | None = None, status: str | None = None, limit: int = 20) -> list[RunRecord]:
-        """Newest runs first, optionally of one workflow and/or status."""
-        index = self.keys.runs_of(workflow) if workflow else self.keys.runs()
-        found: list[RunRecord] = []
-        start = 0
-        while len(found) < limit:
-            ids = cast(list[str], self.redis.zrevrange(index, start, start + 4 * limit - 1))
-            if not ids:
-                break
-            start += len(ids)
+    def page(self, query: RunQuery) -> RunPage:
+        """A page of runs, newest first, filtered; a cursor continues where it ended.
+
+        Runs are indexed by creation time, all of them and per workflow; status and trigger are
+        read from each run's hash. One call examines at most :data:`PAGE_SCAN` times the page size,
+        so a filter that matches rarely returns a short page with a cursor rather than scanning
+        everything.
+
+        Raises:
+            InvalidArgument: the cursor is not one this store gave.
+        """
+        index = self.keys.runs_of(query.workflow) if query.workflow else self.keys.runs()
+        top, last_id = _cursor(query.after) if query.after else ("+inf", None)
+        floor = query.since if query.since is not None else "-inf"
+        found: list[RunSummary] = []
+        budget = PAGE_SCAN * query.limit
+        while budget > 0 and len(found) < query.limit:
+            batch = cast(
+                list[tuple[str, float]],
+                self.redis.zrevrangebyscore(index, top, floor, start=0, num=min(budget, 500), withscores=True),
+            )
+            if last_id is not None:  # the entries of the cursor's own score up to it were on earlier pages
+                batch = [(m, sc) for m, sc in batch if not (str(sc) == str(top) and m >= last_id)]
+            if not batch:
+                return RunPage(found, None)
+            budget -= len(batch)
             pipe = self.redis.pipeline(transaction=False)
-            for run_id in ids:
-                pipe.hget(self.keys.run(run_id), "status")
-            for run_id, run_status in zip(ids, pipe.execute(), strict=True):
-                if run_status is not None and (status is None or run_status == status):
-                    found.append(self.get(run_id))
-                    if len(found) == limit:
+            for run_id, _ in batch:
+                pipe.hgetall(self.keys.run(run_id))
+            for (run_id, score), meta in zip(batch, pipe.execute(), strict=True):
+                top, last_id = score, run_id
+                if meta and _matches(meta, query):
+                    found.append(RunSummary.from_redis(meta))
+                    if len(found) == query.limit:
                         break
-        return found
+        return RunPage(found, f"{top!r}:{last_id}" if last_id is not None else None)
 
     def cancel(self, run_id: str, steps: Sequence[str], by: str) -> Cancellation:
         """Cancel a run (``lua/cancel.lua``), recording who did; the result holds the task ids to revoke."""
@@ -223,3 +240,23 @@ class RedisRuns(Part):
         if not entries and not self.redis.exists(self.keys.run(run_id)):
             raise RunNotFound(run_id)
         return [RunEvent.from_redis(event_id, fields) for event_id, fields in entries]
+
+
+PAGE_SCAN = 50
+"""How many runs one page may examine, per run it returns (filters that match rarely stop early)."""
+
+
+def _matches(meta: dict[str, str], query: RunQuery) -> bool:
+    return (query.status is None or meta.get("status") == query.status.value) and (
+        query.trigger is None or meta.get("trigger") == query.trigger.value
+    )
+
+
+def _cursor(text: str) -> tuple[float, str]:
+    score, sep, run_id = text.partition(":")
+    try:
+        if not sep or not run_id:
+            raise ValueError(text)
+        return float(score), run_id
+    except ValueError:
+        raise InvalidArgument("not a cursor this server gave; pass the `next` of the previous page", "next") from None

@@ -52,6 +52,17 @@ def current_tick(spec: Schedule, now: datetime, entry: str) -> Tick:
     return Tick(entry, at)
 
 
+def next_ticks(spec: Schedule, now: datetime, count: int) -> list[datetime]:
+    """The next ``count`` ticks of ``spec`` after ``now``, in the entry's time zone."""
+    zone = ZoneInfo(spec.timezone)
+    if spec.cron is not None:
+        ticks = croniter(spec.cron, now.astimezone(zone))
+        return [ticks.get_next(datetime) for _ in range(count)]
+    assert spec.every is not None
+    first = current_tick(spec, now, "").at
+    return [first + timedelta(seconds=spec.every * (n + 1)) for n in range(count)]
+
+
 class CronSchedule(BaseSchedule):  # type: ignore[misc]
     """A beat schedule that is due once per tick of a cron expression or interval, in its time zone."""
 

@@ -111,9 +111,8 @@ def store(redis_url: str) -> Iterator[Store]:
     client = Redis.from_url(redis_url, decode_responses=True)
     celery = create_app(Settings(broker_url=redis_url, store_url=redis_url, key_prefix=prefix))
     runs = RedisRunStore(store_client(redis_url), Keys(prefix))
-    seeded = Coordinator(runs, CeleryDispatcher(celery), base_policy=base_policy(), lease_seconds=15).submit(
-        build_workflow(SEED)
-    )
+    coordinator = Coordinator(runs, CeleryDispatcher(celery), base_policy=base_policy(), lease_seconds=15)
+    seeded = coordinator.submit(build_workflow(SEED)).run_id
     celery.close()
     try:
         yield Store(client, prefix, seeded)

@@ -193,7 +193,7 @@ def test_references_and_code_arriving_as_data_stay_data(orchestra: BadInputOrche
 def run_and_check_store(orch: BadInputOrchestra, data: dict[str, Any], params: dict[str, Any]) -> RunRecord:
     """Submit, wait for the end, and check that only the run's own keys changed and it is readable."""
     before = snapshot(orch.redis, orch.prefix)
-    run_id = orch.coordinator.submit(build_workflow(data), params)
+    run_id = orch.coordinator.submit(build_workflow(data), params).run_id
     record = orch.wait(run_id, timeout=30)
     after = snapshot(orch.redis, orch.prefix)
 

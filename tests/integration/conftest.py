@@ -160,7 +160,7 @@ class Orchestra:
         return build_workflow(dict(data))
 
     def submit(self, data: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str:
-        return self.coordinator.submit(self.workflow(data), params)
+        return self.coordinator.submit(self.workflow(data), params).run_id
 
     def wait(self, run_id: str, timeout: float = 60.0) -> RunRecord:
         deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from orchestrator.engine.ports import RunQuery
 from orchestrator.engine.records import RunStatus, StepStatus
 from orchestrator.engine.unit import StepMessage
 from tests.integration.conftest import Orchestra
@@ -49,7 +50,7 @@ def test_a_duplicated_message_runs_the_step_once(orchestra: Orchestra) -> None:
         },
     }
     workflow = orchestra.workflow(data)
-    run_id = orchestra.coordinator.submit(workflow)
+    run_id = orchestra.coordinator.submit(workflow).run_id
     plan = orchestra.coordinator.compile(workflow)
     # The same message again, twice, while the first delivery runs: as a broker redelivery would.
     while "first" not in orchestra.started():
@@ -99,7 +100,7 @@ def test_invalid_params_record_nothing(orchestra: Orchestra) -> None:
     data = {"workflow": "typed", "params": {"n": {"type": "integer"}}, "steps": {"a": {"task": "t.effect"}}}
     with pytest.raises(InvalidParams, match="param 'n' must be integer"):
         orchestra.submit(data, {"n": "five"})
-    assert orchestra.store.runs.recent() == []
+    assert orchestra.store.runs.page(RunQuery()).runs == []
 
 
 def test_idempotency_key_runs_a_side_effect_once_across_runs(orchestra: Orchestra) -> None:

@@ -263,7 +263,7 @@ def test_nemesis_soak(harness: Callable[..., Harness], redis_server: Callable[..
         for index in range(RUNS):
             while True:
                 try:
-                    runs.append(orchestra.coordinator.submit(workflow))
+                    runs.append(orchestra.coordinator.submit(workflow).run_id)
                     break
                 except Exception:  # the store or the broker is down right now: a client retries
                     time.sleep(0.2)

@@ -134,7 +134,7 @@ def test_soak_with_transient_failures_and_a_worker_restart(
     try:
         memory.sample("start", 0)
         for submitted in range(1, RUNS + 1):
-            poller.pending.append(orchestra.coordinator.submit(workflow))
+            poller.pending.append(orchestra.coordinator.submit(workflow).run_id)
             if submitted % BATCH:
                 continue
             poller.poll()

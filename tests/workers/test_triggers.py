@@ -8,6 +8,7 @@ import pytest
 from redis import Redis
 
 from config import Settings
+from orchestrator.engine.ports import RunQuery
 from orchestrator.store import RedisRunStore
 from orchestrator.triggers.schedules import START_RUN_TASK
 from workers.app import create_app
@@ -32,7 +33,7 @@ def test_start_run_is_exactly_once_per_tick(
         first = start(workflow="every", entry="every#0", params={"x": 1})
         second = start(workflow="every", entry="every#0", params={"x": 1})  # a second beat, same tick
         assert first == second
-        runs = RedisRunStore(redis_client, app.runtime.keys).runs.recent()
+        runs = RedisRunStore(redis_client, app.runtime.keys).runs.page(RunQuery()).runs
         assert [r.run_id for r in runs] == [first]
         assert runs[0].trigger.value == "schedule" and runs[0].params == {"x": 1}
     finally:

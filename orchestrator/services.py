@@ -1,4 +1,4 @@
-"""Composition root of the CLI: settings, the embedded server, the Celery app, store, coordinator.
+"""The composition root: settings, the embedded server, the Celery app, store, coordinator, connected.
 
 The worker app is built by the factory the settings name (``ORCH_WORKER_FACTORY``, default
 ``workers.app:create_app``), as ``celery -A`` imports an app, so this package never imports the
@@ -18,6 +18,7 @@ from celery.utils.imports import symbol_by_name
 
 from config import Settings, get_settings
 from orchestrator.broker.dispatch import CeleryDispatcher
+from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.embedded import EmbeddedRedis
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.errors import ConfigurationError
@@ -58,7 +59,7 @@ def registered_tasks() -> frozenset[str] | None:
 
 @dataclass
 class Services:
-    """Everything a run command needs, connected."""
+    """Everything a command, the API or a client in direct mode needs, connected."""
 
     settings: Settings
     app: Celery
@@ -66,6 +67,14 @@ class Services:
     dispatcher: CeleryDispatcher
     coordinator: Coordinator
     embedded: EmbeddedRedis | None
+    _registry: WorkflowRegistry | None = None
+
+    def registry(self) -> WorkflowRegistry:
+        """The workflows of ``ORCH_WORKFLOWS_DIR``, read again when a file there changed."""
+        if self._registry is None:
+            self._registry = WorkflowRegistry(self.settings.workflows_dir, registered_tasks())
+        self._registry = self._registry.refreshed()
+        return self._registry
 
 
 @contextlib.contextmanager

@@ -1,0 +1,121 @@
+"""The API application: routes, the one error shape, limits, metrics, and its connections.
+
+:func:`create_api` builds the FastAPI app; its lifespan connects the store and the broker
+(:func:`orchestrator.services.services`) when the server starts and closes them when it stops.
+``orchestrator api`` serves :func:`factory` with uvicorn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from config import Settings, get_settings
+from orchestrator.api import health, problems, runs, workflows
+from orchestrator.observability.metrics import API_LATENCY, API_REQUESTS
+from orchestrator.services import services
+
+JSON_TYPES = ("application/json",)
+
+
+class _TooLarge(Exception):  # noqa: N818 - caught right above where it is raised
+    """A body went past the limit while it was read."""
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with a 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = problems.error_response(413, "BodyTooLarge", self._message())
+            await response(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge()
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, sending)
+        except _TooLarge:
+            if started:
+                raise
+            await problems.error_response(413, "BodyTooLarge", self._message())(scope, receive, send)
+
+    def _message(self) -> str:
+        return f"the body is larger than {self.max_bytes} bytes (ORCH_API__MAX_BODY_BYTES)"
+
+
+def create_api(settings: Settings | None = None) -> FastAPI:
+    """The API app for these settings (by default the environment's)."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with services(settings) as svc:
+            app.state.services = svc
+            yield
+
+    app = FastAPI(
+        title="celery-orchestrator",
+        version="1",
+        summary="Submit and follow workflow runs; signed webhooks start them too.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    problems.install(app)
+    app.include_router(runs.router, tags=["runs"])
+    app.include_router(workflows.router, tags=["workflows"])
+    app.include_router(health.router, tags=["health"])
+
+    @app.middleware("http")
+    async def json_bodies_and_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
+        started = time.perf_counter()
+        # Read here, before FastAPI does: a body over the limit is a 413 (BodyLimit), not a parse error.
+        if request.method in ("POST", "PUT", "PATCH") and await request.body() and not _is_json(request):
+            response: Response = problems.error_response(
+                415, "UnsupportedMediaType", "send the body as JSON, with Content-Type: application/json"
+            )
+        else:
+            response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        API_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        API_LATENCY.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    return app
+
+
+def _is_json(request: Request) -> bool:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind in JSON_TYPES or kind.endswith("+json")
+
+
+def factory() -> FastAPI:
+    """What ``uvicorn --factory orchestrator.api.app:factory`` serves: the API for the environment's settings."""
+    return create_api()
