@@ -11,7 +11,6 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 
 from celery import Celery
 from celery.utils.imports import symbol_by_name
@@ -42,19 +41,29 @@ def load_app(settings: Settings, broker_url: str | None = None, store_url: str |
     return app
 
 
-@lru_cache(maxsize=1)
-def registered_tasks() -> frozenset[str] | None:
-    """Task names of the worker app with its task modules imported, or None when it cannot be built here."""
+_TASK_NAMES: dict[tuple[str, tuple[str, ...]], frozenset[str] | None] = {}
+
+
+def registered_tasks(settings: Settings | None = None) -> frozenset[str] | None:
+    """Task names of the worker app these settings build, with its task modules imported as a starting
+    worker imports them (``ORCH_TASK_MODULES``), or None when it cannot be built here.
+
+    Remembered per worker factory and task modules: importing them is the slow part of a command.
+    """
     if os.environ.get("ORCH_SKIP_TASK_CHECK"):
         return None
-    try:
-        app = load_app(get_settings())
-        app.loader.import_default_modules()  # ORCH_TASK_MODULES, as a starting worker imports them
-    except Exception:
-        return None
-    names = frozenset(name for name in app.tasks if not name.startswith("celery."))
-    app.close()
-    return names
+    settings = settings or get_settings()
+    key = (settings.worker_factory, tuple(settings.task_modules))
+    if key not in _TASK_NAMES:
+        try:
+            app = load_app(settings)
+            app.loader.import_default_modules()
+        except Exception:
+            _TASK_NAMES[key] = None
+        else:
+            _TASK_NAMES[key] = frozenset(name for name in app.tasks if not name.startswith("celery."))
+            app.close()
+    return _TASK_NAMES[key]
 
 
 @dataclass
@@ -72,7 +81,7 @@ class Services:
     def registry(self) -> WorkflowRegistry:
         """The workflows of ``ORCH_WORKFLOWS_DIR``, read again when a file there changed."""
         if self._registry is None:
-            self._registry = WorkflowRegistry(self.settings.workflows_dir, registered_tasks())
+            self._registry = WorkflowRegistry(self.settings.workflows_dir, registered_tasks(self.settings))
         self._registry = self._registry.refreshed()
         return self._registry
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from config import Settings, get_settings
 from orchestrator.dev.embedded import embedded_urls
-from workers import builtin, triggers
+from workers import builtin, sensors, triggers
 from workers.runtime import WorkerApp
 from workers.step import register_step_task
 from workers.sweeper import Sweeper
@@ -39,6 +39,7 @@ def create_app(
     register_step_task(app)
     builtin.register(app)
     triggers.register(app)
+    sensors.register(app)
     app.steps["worker"].add(Sweeper)
     return app
 

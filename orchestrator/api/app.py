@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings, get_settings
-from orchestrator.api import health, problems, runs, workflows
+from orchestrator.api import health, hooks, problems, runs, workflows
 from orchestrator.observability.metrics import API_LATENCY, API_REQUESTS
 from orchestrator.services import services
 
@@ -90,6 +90,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(runs.router, tags=["runs"])
     app.include_router(workflows.router, tags=["workflows"])
+    app.include_router(hooks.router, tags=["webhooks"])
     app.include_router(health.router, tags=["health"])
 
     @app.middleware("http")

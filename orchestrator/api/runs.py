@@ -22,6 +22,7 @@ from orchestrator.services import Services
 router = APIRouter(prefix="/v1", responses=RESPONSES)
 POLL_FIRST, POLL_LONGEST = 0.05, 1.0
 RunId = Annotated[str, Path(min_length=1, max_length=200)]
+EVENT_ID = r"^[0-9]{1,20}-[0-9]{1,20}$"
 
 
 def services(request: Request) -> Services:
@@ -130,9 +131,12 @@ def events(
     run_id: RunId,
     request: Request,
     caller: Annotated[Caller, Depends(requires(Scope.READ))],
-    after: Annotated[str | None, Query(max_length=50, pattern=r"^\d+-\d+$", description="An event id.")] = None,
+    after: Annotated[str | None, Query(max_length=50, pattern=EVENT_ID, description="An event id.")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> EventPage:
     """Submitted, each step's state changes, cancelled and retried by whom; oldest first."""
+    # The pattern keeps to ASCII digits (``\d`` takes any script's); Redis also refuses parts past 64 bits.
+    if after is not None and any(int(part) >= 2**64 for part in after.split("-")):
+        raise InvalidArgument(f"{after!r} is not an event id: each part is below 2**64", "after")
     found = services(request).store.runs.history(run_id, after or "-", limit)
     return EventPage(events=found, next=found[-1].id if len(found) == limit else None)

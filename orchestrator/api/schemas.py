@@ -52,11 +52,29 @@ class StepInfo(BaseModel):
 
 
 class ScheduleInfo(BaseModel):
+    name: str = Field(description="Its name, or the cron expression, or `every <duration>`.")
     cron: str | None = None
     every: float | None = None
     timezone: str
+    overlap: str = Field(description="`skip`, `allow` or `cancel_previous`: a tick while its previous run runs.")
+    catchup: bool
+    catchup_limit: int
     params: dict[str, Any]
     next: list[str] = Field(description="The next fire times, ISO-8601.")
+
+
+class WebhookInfo(BaseModel):
+    name: str = Field(description="`POST /v1/hooks/{name}` starts the workflow.")
+    scheme: str = Field(description="`standard` (Standard Webhooks) or `github`.")
+    when: str | None = None
+
+
+class SensorInfo(BaseModel):
+    task: str
+    every: float
+    when: str
+    cooldown: float
+    rearm: str
 
 
 class WorkflowSummary(BaseModel):
@@ -68,6 +86,8 @@ class WorkflowSummary(BaseModel):
     step_count: int
     params: dict[str, Any] = Field(description="The params as a JSON Schema object.")
     schedules: list[ScheduleInfo]
+    webhook: WebhookInfo | None = None
+    sensor: SensorInfo | None = None
 
 
 class WorkflowDetail(WorkflowSummary):
@@ -81,3 +101,17 @@ class WorkflowDetail(WorkflowSummary):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = Field(default_factory=dict)
+
+
+class HookRun(BaseModel):
+    workflow: str
+    run_id: str
+    created: bool = Field(description="False when this delivery id started the run before (a re-delivery).")
+
+
+class HookResponse(BaseModel):
+    """``POST /v1/hooks/{name}``: the run the delivery started, or why it started none."""
+
+    run_id: str | None = Field(description="The run started (the first, when several workflows share the hook).")
+    reason: str | None = Field(default=None, description="Why no run started: the hook's `when` filter.")
+    runs: list[HookRun] = Field(default_factory=list, description="Every run, one per workflow the delivery fits.")

@@ -12,7 +12,14 @@ from orchestrator.analysis.diagram import mermaid
 from orchestrator.api.auth import Caller, requires
 from orchestrator.api.problems import RESPONSES
 from orchestrator.api.runs import services
-from orchestrator.api.schemas import ScheduleInfo, StepInfo, WorkflowDetail, WorkflowSummary
+from orchestrator.api.schemas import (
+    ScheduleInfo,
+    SensorInfo,
+    StepInfo,
+    WebhookInfo,
+    WorkflowDetail,
+    WorkflowSummary,
+)
 from orchestrator.definition.models import Workflow
 from orchestrator.definition.params import params_schema
 from orchestrator.plan.compiler import definition_hash
@@ -26,14 +33,19 @@ def summary(workflow: Workflow) -> WorkflowSummary:
     now = datetime.now(UTC)
     schedules = [
         ScheduleInfo(
+            name=s.effective_name,
             cron=s.cron,
             every=s.every,
             timezone=s.timezone,
+            overlap=s.overlap.value,
+            catchup=s.catchup,
+            catchup_limit=s.catchup_limit,
             params=s.params,
             next=[t.isoformat() for t in next_ticks(s, now, NEXT_TICKS)],
         )
         for s in workflow.schedule
     ]
+    hook, sensor = workflow.webhook, workflow.sensor
     return WorkflowSummary(
         name=workflow.workflow,
         version=workflow.version,
@@ -41,6 +53,12 @@ def summary(workflow: Workflow) -> WorkflowSummary:
         step_count=len(workflow.steps),
         params=params_schema(workflow.params),
         schedules=schedules,
+        webhook=WebhookInfo(name=hook.name, scheme=hook.scheme.value, when=hook.when) if hook else None,
+        sensor=SensorInfo(
+            task=sensor.task, every=sensor.every, when=sensor.when, cooldown=sensor.cooldown, rearm=sensor.rearm.value
+        )
+        if sensor
+        else None,
     )
 
 

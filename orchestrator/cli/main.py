@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from orchestrator.cli import components, deadletters, definitions, runs
+from orchestrator.cli import components, deadletters, definitions, runs, schedules, sensors
 from orchestrator.cli.console import Commands
 
 app = typer.Typer(
@@ -19,6 +19,8 @@ definitions.register(app)
 runs.register(app)
 components.register(app)
 deadletters.register(app)
+schedules.register(app)
+sensors.register(app)
 
 
 def main() -> None:

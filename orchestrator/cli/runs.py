@@ -39,7 +39,7 @@ _STYLE = {
 }
 
 
-def _workflow(target: str) -> Workflow:
+def workflow_of(target: str) -> Workflow:
     """A workflow file, or a workflow of ``ORCH_WORKFLOWS_DIR`` by name.
 
     Raises:
@@ -141,7 +141,7 @@ def run(
     """Submit a run; print its id, or with --wait follow it to the end."""
     if timeout is not None and not timeout >= 0:  # also refuses NaN, which would wait forever
         raise typer.BadParameter("must be a number of seconds, 0 or more", param_hint="'--timeout'")
-    workflow = _workflow(target)
+    workflow = workflow_of(target)
     params = _params(workflow, param or [])
     with services() as svc:
         worker = None

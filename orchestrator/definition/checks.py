@@ -26,6 +26,7 @@ from orchestrator.definition.references import (
     parse_template,
 )
 from orchestrator.definition.source import SourceMap
+from orchestrator.definition.trigger_checks import check_trigger_sections, trigger_tasks
 from orchestrator.errors import ExpressionError, Problem, ReferenceSyntaxError
 
 Loc = tuple[str | int, ...]
@@ -176,6 +177,13 @@ class _Checker:
             self.add(loc, f"step {name!r}: {_shown(ref)} names no declared param{hint}")
         elif ref.root == "steps":
             self._check_step_reference(name, ref, loc)
+        elif ref.root in ("event", "check"):
+            section = "webhook" if ref.root == "event" else "sensor"
+            self.add(
+                loc,
+                f"step {name!r}: {_shown(ref)} is only defined in the {section}: section; "
+                f"pass it to the run as a param there and use ${{params.NAME}} here",
+            )
 
     def _check_step_reference(self, name: str, ref: Reference, loc: Loc) -> None:
         target = str(ref.name)
@@ -237,9 +245,16 @@ class _Checker:
                     )
 
     def check_schedules(self) -> None:
+        names: dict[str, int] = {}
         for i, entry in enumerate(self.workflow.schedule):
             loc: Loc = ("schedule", i)
             where = f"schedule[{i}]"
+            self._check_schedule_name(i, entry.effective_name, entry.name is not None, names)
+            if "catchup_limit" in entry.model_fields_set and not entry.catchup:
+                self.add(
+                    (*loc, "catchup_limit"),
+                    f"{where}: catchup_limit applies only with `catchup: true`; set catchup or remove it",
+                )
             if entry.cron is not None and entry.every is not None:
                 self.add(loc, f"{where}: has both `cron` and `every`; keep one of them")
             elif entry.cron is None and entry.every is None:
@@ -258,15 +273,37 @@ class _Checker:
                 self.add((*loc, "timezone"), f"{where}: unknown time zone {entry.timezone!r}{hint}")
             self._check_schedule_params(i, entry.params)
 
+    def _check_schedule_name(self, index: int, name: str, explicit: bool, seen: dict[str, int]) -> None:
+        """Names key a schedule's state and its runs' ``started_by``: two entries may not share one."""
+        if name in seen:
+            loc: Loc = ("schedule", index, "name") if explicit else ("schedule", index)
+            named = f"is named {name!r}" if explicit else f"is named {name!r} by default (its cron or interval)"
+            self.add(
+                loc,
+                f"schedule[{index}]: {named}, as schedule[{seen[name]}] is; give each entry a distinct `name`",
+            )
+        else:
+            seen[name] = index
+
     def _check_schedule_params(self, index: int, values: dict[str, JsonValue]) -> None:
-        loc: Loc = ("schedule", index, "params")
-        where = f"schedule[{index}]"
+        self.check_run_params(("schedule", index, "params"), f"schedule[{index}]", values)
+
+    def check_run_params(self, loc: Loc, where: str, values: dict[str, JsonValue], *, templated: bool = False) -> None:
+        """Params a trigger passes to its runs: declared, of their types, every required one set.
+
+        With ``templated`` (a webhook's, a sensor's), a value with a ``${...}`` reference is known
+        only when it fires: its type is checked then.
+        """
         for key, value in values.items():
             spec = self.workflow.params.get(key)
             if key not in self.param_names:
                 hint = self.suggest("params", key, self.param_names) or "; declare it under params"
                 self.add((*loc, key), f"{where}: param {key!r} is not declared{hint}", at_key=True)
-            elif spec is not None and (problem := check_value(key, spec, value)):
+            elif (
+                spec is not None
+                and not (templated and _has_reference(value))
+                and (problem := check_value(key, spec, value))
+            ):
                 self.add((*loc, key), f"{where}: {problem}")
         for key, spec in self.workflow.params.items():
             if spec.required and key not in values:
@@ -281,6 +318,7 @@ class _Checker:
         for hook in ("on_failure", "on_success"):
             if (spec := getattr(self.workflow, hook)) is not None:
                 named.append(((hook, "task"), spec.task))
+        named.extend(trigger_tasks(self.workflow))
         return named
 
     def check_reserved_tasks(self) -> None:
@@ -331,6 +369,7 @@ def check_workflow(
     checker.check_params()
     checker.check_time_limits()
     checker.check_schedules()
+    check_trigger_sections(checker)
     checker.check_reserved_tasks()
     if tasks is not None:
         checker.check_tasks(tasks)
@@ -379,6 +418,10 @@ def _is_time_zone(name: str) -> bool:
 @cache
 def _time_zones() -> frozenset[str]:
     return frozenset(available_timezones())
+
+
+def _has_reference(value: JsonValue) -> bool:
+    return any("${" in text for _, text in iter_strings(value))
 
 
 def _shown(ref: Reference) -> str:

@@ -26,7 +26,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from orchestrator.definition.durations import parse_duration
+from orchestrator.definition.durations import format_duration, parse_duration
 
 WORKFLOW_ID = r"^[a-z0-9][a-z0-9._-]*$"
 STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_-]*$"
@@ -172,13 +172,41 @@ class Step(Model):
         return Policy(queue=self.queue, timeout=self.timeout, soft_timeout=self.soft_timeout, retry=self.retry)
 
 
-class Schedule(Model):
-    """A beat entry: ``cron`` (with ``timezone``) or ``every``, and the params for its runs."""
+class Overlap(StrEnum):
+    """What a schedule's tick does while the previous run it started is still unfinished."""
 
+    SKIP = "skip"
+    """Start nothing; the tick is recorded as skipped."""
+    ALLOW = "allow"
+    """Start the new run anyway; both run at once."""
+    CANCEL_PREVIOUS = "cancel_previous"
+    """Cancel the previous run (its history says by which tick), then start the new one."""
+
+
+ScheduleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)]
+
+
+class Schedule(Model):
+    """A beat entry: ``cron`` (with ``timezone``) or ``every``, the params for its runs and its policies."""
+
+    name: ScheduleName | None = None
     cron: str | None = None
     every: Duration | None = None
     timezone: str = "UTC"
+    overlap: Overlap = Overlap.SKIP
+    catchup: StrictBool = False
+    catchup_limit: Annotated[StrictInt, Field(ge=1, le=1000)] = 10
+    """With ``catchup``: how many missed ticks (the most recent) one wake-up of beat starts at most."""
     params: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @property
+    def effective_name(self) -> str:
+        """``name``, or the cron expression, or ``every <duration>``: unique within a workflow."""
+        if self.name is not None:
+            return self.name
+        if self.cron is not None:
+            return self.cron
+        return f"every {format_duration(self.every or 0.0)}"
 
 
 class Hook(Model):
@@ -186,6 +214,51 @@ class Hook(Model):
 
     task: TaskName
     queue: QueueName | None = None
+
+
+class WebhookScheme(StrEnum):
+    """How a webhook delivery is signed."""
+
+    STANDARD = "standard"
+    """Standard Webhooks: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature: v1,<base64>``."""
+    GITHUB = "github"
+    """GitHub's ``X-Hub-Signature-256: sha256=<hex>`` with ``X-GitHub-Delivery`` as the delivery id."""
+
+
+HookName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=100)]
+
+
+class Webhook(Model):
+    """``POST /v1/hooks/<name>`` starts the workflow: a signed delivery whose JSON body is ``${event}``."""
+
+    name: HookName
+    scheme: WebhookScheme = WebhookScheme.STANDARD
+    secret: HookName
+    when: str | None = None
+    params: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Rearm(StrEnum):
+    """When a sensor whose condition held may start another run."""
+
+    EDGE = "edge"
+    """Only after the condition was seen false and then true again (and the cooldown passed)."""
+    COOLDOWN = "cooldown"
+    """Also while it stays true, once per ``cooldown``."""
+
+
+class Sensor(Model):
+    """A check task polled every ``every``; a run when ``when`` over its output turns true."""
+
+    task: TaskName
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    every: Duration
+    when: str
+    cooldown: Duration = 0.0
+    rearm: Rearm = Rearm.EDGE
+    timeout: Duration | None = None
+    queue: QueueName | None = None
+    params: dict[str, JsonValue] = Field(default_factory=dict)
 
 
 class Workflow(Model):
@@ -197,6 +270,8 @@ class Workflow(Model):
     params: dict[StepName, Param] = Field(default_factory=dict)
     defaults: Policy = Field(default_factory=Policy)
     schedule: tuple[Schedule, ...] = ()
+    webhook: Webhook | None = None
+    sensor: Sensor | None = None
     steps: Annotated[dict[StepName, Step], Field(min_length=1)]
     on_failure: Hook | None = None
     on_success: Hook | None = None

@@ -6,7 +6,9 @@ A reference names a value, it never evaluates code::
     ${steps.fetch.output}      a step's output, with ``.field`` / ``[0]`` paths into it
     ${steps.fetch.status}      a step's final status
     ${item}                    the current element inside ``for_each``
-    ${run.id}, ${run.date}     the run's id and its creation date (YYYY-MM-DD, UTC)
+    ${run.id}, ${run.date}     the run's id and date (YYYY-MM-DD: a schedule's tick in its time zone, else UTC)
+    ${event.record.id}         in a ``webhook:`` section, a field of the delivery's JSON body
+    ${check.output.percent}    in a ``sensor:`` section, the check task's output
 
 A string that is exactly one reference keeps the referenced value's JSON type; a reference inside
 a longer string is formatted into it (JSON for lists and objects). ``$${`` writes a literal ``${``.
@@ -22,7 +24,7 @@ from typing import Any, Literal
 
 from orchestrator.errors import ReferenceSyntaxError
 
-Root = Literal["params", "steps", "item", "run"]
+Root = Literal["params", "steps", "item", "run", "event", "check"]
 PathPart = str | int
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_-]*"
@@ -38,7 +40,7 @@ class Reference:
     """One parsed reference.
 
     Attributes:
-        root: ``params``, ``steps``, ``item`` or ``run``.
+        root: ``params``, ``steps``, ``item``, ``run``, ``event`` (webhooks) or ``check`` (sensors).
         name: The parameter, step or run field name (None for ``item``).
         field: For ``steps`` references, ``output`` or ``status``.
         path: Fields and list indexes into the value.
@@ -125,6 +127,12 @@ def _classify(segments: list[PathPart], text: str) -> Reference:
         if len(rest) != 1 or rest[0] not in RUN_FIELDS:
             raise ReferenceSyntaxError(f"${{{shown}}}: run references are {', '.join(RUN_FIELDS)}")
         return Reference("run", str(rest[0]), None, (), text)
+    if root == "event":
+        return Reference("event", None, None, tuple(rest), text)
+    if root == "check":
+        if not rest or rest[0] != "output":
+            raise ReferenceSyntaxError(f"${{{shown}}} must be ${{check.output}}, with an optional .path")
+        return Reference("check", None, "output", tuple(rest[1:]), text)
     if root == "steps":
         if len(rest) < 2 or not isinstance(rest[0], str) or rest[1] not in STEP_FIELDS:
             raise ReferenceSyntaxError(

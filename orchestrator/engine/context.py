@@ -39,6 +39,8 @@ class StepInputs:
     params_json: str
     outputs: dict[str, Any]
     statuses: dict[str, str]
+    logical_date: str | None = None
+    """The moment the run is for (a schedule's tick); None: its creation."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ class RunContext:
 
     Attributes:
         run_id: ``${run.id}``.
-        run_date: ``${run.date}``, the run's creation date (YYYY-MM-DD, UTC).
+        run_date: ``${run.date}``: the date of the run's logical date (a schedule's tick, in the
+            schedule's time zone), else of its creation (UTC); YYYY-MM-DD.
         workflow: ``${run.workflow}``.
         params: ``${params.X}``.
         outputs: Outputs of the upstream steps the step refers to.
@@ -91,7 +94,7 @@ class RunContext:
         """The context of a step of run ``run_id`` from what the store read for it."""
         return cls(
             run_id=run_id,
-            run_date=inputs.created_at[:10],
+            run_date=(inputs.logical_date or inputs.created_at)[:10],
             workflow=inputs.workflow,
             params=json.loads(inputs.params_json),
             outputs=inputs.outputs,

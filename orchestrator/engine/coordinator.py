@@ -75,11 +75,14 @@ class Coordinator:
         trigger: Trigger = Trigger.CLI,
         started_by: str | None = None,
         idempotency_key: str | None = None,
+        logical_date: str | None = None,
     ) -> Submitted:
         """Check params, compile, record and dispatch a run.
 
         A second submission with the same ``idempotency_key`` for the same workflow (atomically,
         however the calls race) answers with the first run, ``created`` False, and records nothing.
+        ``logical_date`` (ISO-8601, a schedule's tick) is the moment the run is for: ``${run.date}``
+        is its date; without it, the run's creation.
 
         Raises:
             InvalidParams: params do not match the declaration; nothing is recorded.
@@ -89,7 +92,9 @@ class Coordinator:
         """
         resolved = resolve_params(workflow.params, params or {})
         plan = self.compile(workflow)
-        run = NewRun(uuid.uuid4().hex, plan, resolved, trigger, self.lease_seconds, started_by)
+        run = NewRun(
+            uuid.uuid4().hex, plan, resolved, trigger, self.lease_seconds, started_by, logical_date=logical_date
+        )
         run_id, created = self.store.runs.create(run, idempotency_key)
         if created:  # roots are queued and in the outbox already: publish them
             try:

@@ -42,6 +42,8 @@ class NewRun:
     """Seconds before the sweeper publishes the roots itself, should this process die first."""
     started_by: str | None = None
     created_at: str = field(default_factory=now_iso)
+    logical_date: str | None = None
+    """The moment the run is for (ISO-8601): its tick for a scheduled or backfilled run; default its creation."""
 
 
 @dataclass(frozen=True)

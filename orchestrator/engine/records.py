@@ -208,6 +208,9 @@ class RunSummary(BaseModel):
     started_by: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     created_at: str
+    logical_date: str | None = Field(
+        default=None, description="For a scheduled or backfilled run: the tick it is for; ${run.date} is its date."
+    )
     started_at: str | None = None
     finished_at: str | None = None
     definition_hash: str | None = None
@@ -224,6 +227,7 @@ class RunSummary(BaseModel):
             started_by=meta.get("started_by") or None,
             params=json.loads(meta.get("params") or "{}"),
             created_at=meta["created_at"],
+            logical_date=meta.get("logical_date") or None,
             started_at=meta.get("started_at") or None,
             finished_at=meta.get("finished_at") or None,
             definition_hash=meta.get("definition_hash") or None,

@@ -19,3 +19,8 @@ API_LATENCY = Histogram(
     ["route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+WEBHOOK_DELIVERIES = Counter(
+    "orchestrator_webhook_deliveries",
+    "Verified webhook deliveries by hook (a name some workflow binds) and outcome: started, repeated, filtered.",
+    ["hook", "outcome"],
+)

@@ -79,6 +79,11 @@ class Keys:
         """String: run id of a submission with this idempotency key."""
         return f"{self.prefix}:submission:{workflow}:{key}"
 
+    # --- schedules ---
+    def schedule(self, workflow: str, name: str) -> str:
+        """Hash: one schedule's state (last tick and its decision, last run, counts of started, skipped, dropped)."""
+        return f"{self.prefix}:schedule:{workflow}:{name}"
+
     # --- plans and side effects ---
     def plan(self, plan_id: str) -> str:
         """String: a compiled plan as JSON, content-addressed."""
@@ -87,6 +92,11 @@ class Keys:
     def idempotency(self, task: str, key: str) -> str:
         """Hash: the owner, state and recorded output of a step's idempotency key, scoped by task name."""
         return f"{self.prefix}:idempotency:{task}:{key}"
+
+    # --- triggers ---
+    def sensor(self, workflow: str) -> str:
+        """Hash: a sensor's last check, its condition, its edges and the run the last one started."""
+        return f"{self.prefix}:sensor:{workflow}"
 
     # --- poison messages ---
     def dead_letters(self) -> str:

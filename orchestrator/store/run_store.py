@@ -11,7 +11,9 @@ from orchestrator.store.dead_letters import DeadLetters
 from orchestrator.store.keys import Keys
 from orchestrator.store.leases import RedisLeases
 from orchestrator.store.runs import RedisRuns
+from orchestrator.store.schedules import RedisSchedules
 from orchestrator.store.scripts import Scripts
+from orchestrator.store.sensors import RedisSensors
 from orchestrator.store.side_effects import RedisSideEffects
 from orchestrator.store.transitions import RedisSteps
 
@@ -33,3 +35,5 @@ class RedisRunStore:
         self.side_effects = RedisSideEffects(client, self.keys, scripts)
         self.leases = RedisLeases(client, self.keys, scripts)
         self.dead_letters = DeadLetters(client, self.keys)
+        self.schedules = RedisSchedules(client, self.keys, scripts)
+        self.sensors = RedisSensors(client, self.keys, scripts)

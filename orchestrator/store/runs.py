@@ -107,6 +107,7 @@ class RedisRuns(Part):
                 "started_by": run.started_by or "",
                 "params": json.dumps(run.params),
                 "created_at": run.created_at,
+                "logical_date": run.logical_date or "",
                 "plan_id": plan.plan_id,
                 "definition_hash": plan.definition_hash,
                 "remaining": len(plan.steps),

@@ -38,6 +38,9 @@ class Scripts:
     cancel: Script
     idempotency: Script
     recover: Script
+    schedule: Script
+    sense: Script
+    sensed: Script
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:

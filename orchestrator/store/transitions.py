@@ -107,14 +107,15 @@ class RedisSteps(Part):
         return claim, self._parse_reads(unit.run_id, raw[1:], reads)
 
     def _queue_reads(self, pipe: Pipeline, run_id: str, reads: StepReads) -> None:
-        pipe.hmget(self.keys.run(run_id), ["workflow", "created_at", *(["params"] if reads.params else [])])
+        fields = ["workflow", "created_at", "logical_date", *(["params"] if reads.params else [])]
+        pipe.hmget(self.keys.run(run_id), fields)
         if reads.outputs:
             pipe.mget([self.keys.output(run_id, s) for s in reads.outputs])
         for step in reads.statuses:
             pipe.hget(self.keys.step(run_id, step), "status")
 
     def _parse_reads(self, run_id: str, raw: list[Any], reads: StepReads) -> StepInputs:
-        workflow, created, *rest = raw[0]
+        workflow, created, logical, *rest = raw[0]
         if workflow is None:
             raise RunNotFound(run_id)
         outputs = raw[1] if reads.outputs else []
@@ -126,6 +127,7 @@ class RedisSteps(Part):
             params_json=(rest[0] if reads.params else None) or "{}",
             outputs=values,
             statuses={k: v or StepStatus.PENDING.value for k, v in states.items()},
+            logical_date=logical or None,
         )
 
     # --- ending ---------------------------------------------------------------------------------

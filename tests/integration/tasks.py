@@ -98,3 +98,10 @@ def escape(name: str, how: str) -> None:
 @shared_task(name="t.surrogate_output")
 def surrogate_output() -> str:
     return "caf\udce9"
+
+
+@shared_task(name="t.gauge")
+def gauge(name: str) -> dict[str, Any]:
+    """A sensor's check: the value a test set at ``effects:gauge-{name}`` (0 when unset); counts its calls."""
+    effects_redis().incr(_key(f"checks-{name}"))
+    return {"percent": int(effects_redis().get(_key(f"gauge-{name}")) or 0)}
