@@ -24,10 +24,11 @@ soak:
 	ORCH_NEMESIS_RUNS=1000 ORCH_NEMESIS_SECONDS=300 ORCH_SOAK_RUNS=5000 \
 		$(BIN)/python -m pytest tests/reliability -q -s -k "nemesis or soak"
 
-# The generated command reference (tests/docs/test_cli_doc.py checks it is current).
+# The generated command and API references (tests/docs/test_cli_doc.py and test_api_doc.py check them).
 docs:
 	COLUMNS=100 $(BIN)/python -m typer orchestrator.cli.main utils docs --name orchestrator \
 		--title "orchestrator: command reference" --output docs/cli-reference.md
+	$(BIN)/python -m tests.docs.api_reference
 
 # The newest releases of every dependency: refresh uv.lock, rebuild .venv from it, run the whole CI.
 # Commit uv.lock when it passes.
