@@ -97,6 +97,52 @@ class ApiSettings(BaseModel):
     max_wait: float = Field(default=60.0, gt=0, le=3600, description="Longest long-poll (`?wait=`) in seconds.")
 
 
+class SentrySettings(BaseModel):
+    """Error reporting to Sentry (on when ``ORCH_SENTRY_DSN`` is set): workers, beat and the API."""
+
+    environment: str | None = Field(default=None, description="Sentry's environment tag (production, staging).")
+    release: str | None = None
+    traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    send_data: bool = Field(
+        default=False, description="Send runs' params and steps' outputs with events (off: they never leave)."
+    )
+    scrub_keys: list[str] = Field(
+        default_factory=lambda: ["password", "secret", "token", "api_key", "apikey", "authorization", "dsn", "cookie"],
+        description="Values of keys containing one of these (any case) are scrubbed from every event.",
+    )
+    crons: bool = Field(default=True, description="Report schedules as Sentry Crons check-ins (the run's outcome).")
+
+
+class LogSettings(BaseModel):
+    """Structured logs (structlog): JSON lines unless stderr is a terminal."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a terminal, JSON lines otherwise."
+    )
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus metrics of workers (the API serves its own on ``/metrics``)."""
+
+    worker_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve a worker's metrics on this port (``--metrics-port``)."
+    )
+    multiprocess_dir: Path | None = Field(
+        default=None, description="prometheus-client's multiprocess directory for prefork pools (cleared at start)."
+    )
+
+
+class FlowerSettings(BaseModel):
+    """Flower (``orchestrator flower``), always behind ``ORCH_FLOWER_BASIC_AUTH``."""
+
+    port: int = Field(default=5555, ge=1, le=65535)
+    address: str = "127.0.0.1"
+    persistent: bool = True
+    db: Path = Field(default=Path("flower.db"), description="Flower's state file with ``persistent``.")
+    max_tasks: int = Field(default=10_000, ge=100, description="Tasks Flower keeps in memory.")
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`get_settings` and pass it down explicitly."""
 
@@ -132,6 +178,7 @@ class Settings(BaseSettings):
         description="Import path of the app factory the CLI calls with these settings.",
     )
     flower_basic_auth: SecretStr | None = None
+    sentry_dsn: SecretStr | None = Field(default=None, description="Sentry's DSN; unset: nothing is sent.")
     api_tokens: Annotated[tuple[ApiToken, ...], NoDecode] = Field(
         default=(), description="Comma-separated name:token[:scope] (scope read, submit (default) or admin)."
     )
@@ -142,6 +189,10 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     defaults: StepDefaults = Field(default_factory=StepDefaults)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    sentry: SentrySettings = Field(default_factory=SentrySettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    flower: FlowerSettings = Field(default_factory=FlowerSettings)
 
     @field_validator("task_modules", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.embedded import EmbeddedRedis
 from orchestrator.engine.coordinator import Coordinator
+from orchestrator.engine.observers import Observers
 from orchestrator.errors import ConfigurationError
 from orchestrator.plan.policy import base_policy
 from orchestrator.store import Keys, RedisRunStore, redis_client
@@ -76,6 +77,8 @@ class Services:
     dispatcher: CeleryDispatcher
     coordinator: Coordinator
     embedded: EmbeddedRedis | None
+    observers: Observers
+    """Told of every state change this process makes (logs, metrics, Sentry add theirs)."""
     _registry: WorkflowRegistry | None = None
 
     def registry(self) -> WorkflowRegistry:
@@ -100,7 +103,12 @@ def services(settings: Settings | None = None) -> Iterator[Services]:
         stack.callback(client.close)
         store = RedisRunStore(client, Keys(settings.key_prefix))
         dispatcher = CeleryDispatcher(app)
+        observers = Observers()
         coordinator = Coordinator(
-            store, dispatcher, base_policy=base_policy(settings.defaults), lease_seconds=settings.worker.lease
+            store,
+            dispatcher,
+            base_policy=base_policy(settings.defaults),
+            lease_seconds=settings.worker.lease,
+            observers=observers,
         )
-        yield Services(settings, app, store, dispatcher, coordinator, embedded)
+        yield Services(settings, app, store, dispatcher, coordinator, embedded, observers)

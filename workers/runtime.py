@@ -20,6 +20,7 @@ from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.definition.models import is_reserved_task
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.engine.coordinator import Coordinator
+from orchestrator.engine.observers import Observers
 from orchestrator.engine.runner import StepRunner
 from orchestrator.errors import ConfigurationError, StepTimeout, UnknownTask
 from orchestrator.plan.policy import base_policy
@@ -83,11 +84,14 @@ class Runtime:
         self.redis = redis_client(store_url, sentinel_master=settings.sentinel_master)
         self.store = RedisRunStore(self.redis, self.keys)
         self.dispatcher = CeleryDispatcher(app)
+        self.observers = Observers()
+        """Told of every state change this process makes: logs, metrics and Sentry add theirs."""
         self.coordinator = Coordinator(
             self.store,
             self.dispatcher,
             base_policy=base_policy(settings.defaults),
             lease_seconds=settings.worker.lease,
+            observers=self.observers,
         )
         self.leases = LeaseKeeper(self.store.leases, settings.worker.lease)
         self.runner = StepRunner(

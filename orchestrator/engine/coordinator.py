@@ -18,8 +18,9 @@ from typing import Any
 
 from orchestrator.definition.models import Policy, Workflow
 from orchestrator.definition.params import resolve_params
+from orchestrator.engine.observers import Change, Observers
 from orchestrator.engine.ports import Delivery, Dispatcher, NewRun, RunStore
-from orchestrator.engine.records import Outcome, RunRecord, RunStatus, StepError, Trigger
+from orchestrator.engine.records import EventKind, Outcome, RunRecord, RunStatus, StepError, Trigger
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import CancelVerdict, CompleteVerdict, Completion, ItemVerdict, RecoverVerdict
 from orchestrator.errors import Deferred, RunStateError, ServiceUnavailable, WorkerLost
@@ -45,6 +46,7 @@ class Coordinator:
         base_policy: The settings layer of step policy (queue, timeout, retry defaults).
         lease_seconds: How long a claim or a publish guard lives without renewal.
         rand: Source of jitter in ``[0, 1)``; injectable for tests.
+        observers: Told of every state change this coordinator makes (logs, metrics, Sentry).
     """
 
     def __init__(
@@ -55,12 +57,14 @@ class Coordinator:
         base_policy: Policy,
         lease_seconds: float,
         rand: Callable[[], float] = random.random,
+        observers: Observers | None = None,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
         self.base_policy = base_policy
         self.lease_seconds = lease_seconds
         self.rand = rand
+        self.observe = observers if observers is not None else Observers()
 
     # --- runs --------------------------------------------------------------------------------
 
@@ -96,6 +100,10 @@ class Coordinator:
             uuid.uuid4().hex, plan, resolved, trigger, self.lease_seconds, started_by, logical_date=logical_date
         )
         run_id, created = self.store.runs.create(run, idempotency_key)
+        if created and self.observe:
+            self.observe(
+                Change(EventKind.SUBMITTED, run_id, plan.workflow, trigger=trigger.value, started_by=started_by)
+            )
         if created:  # roots are queued and in the outbox already: publish them
             try:
                 self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id) for s in plan.roots])
@@ -127,6 +135,7 @@ class Coordinator:
             raise RunStateError(f"run {run_id} has already ended; there is nothing to cancel")
         if cancellation.verdict is CancelVerdict.OK:
             self.dispatcher.revoke(cancellation.task_ids)
+            self.observe(Change(EventKind.CANCELLED, run_id, plan.workflow, started_by=by))
         return self.get(run_id)
 
     def retry(self, run_id: str, by: str) -> RunRecord:
@@ -144,6 +153,7 @@ class Coordinator:
         if not RunStatus(status).finished:
             raise RunStateError(f"run {run_id} is {status}; cancel it first or wait for it to finish")
         reset = self.store.runs.reset_for_retry(plan, run_id, by)
+        self.observe(Change(EventKind.RETRIED, run_id, plan.workflow, started_by=by))
         if reset.start:
             self.store.steps.mark_queued(run_id, reset.start, self.lease_seconds)
             self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id, epoch=reset.epoch) for s in reset.start])
@@ -153,9 +163,37 @@ class Coordinator:
 
     # --- step lifecycle (called by workers) ----------------------------------------------------
 
-    def finish(self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome) -> Completion:
-        """End a step, dispatch the dependents that fire and skip those whose rule can no longer hold."""
+    def finish(
+        self,
+        plan: Plan,
+        unit: Unit,
+        task_id: str,
+        outcome: Outcome,
+        *,
+        attempt: int | None = None,
+        cause: BaseException | None = None,
+    ) -> Completion:
+        """End a step, dispatch the dependents that fire and skip those whose rule can no longer hold.
+
+        Args:
+            attempt: The attempt that ended it, and ``cause`` the exception that failed it, for observers.
+        """
         completion = self._complete(plan, unit, task_id, outcome)
+        if completion.verdict is CompleteVerdict.OK and self.observe:
+            kind = EventKind(outcome.status.value)
+            self.observe(
+                Change(
+                    kind,
+                    unit.run_id,
+                    plan.workflow,
+                    unit.step,
+                    None,
+                    attempt,
+                    task_id or None,
+                    error=outcome.error,
+                    cause=cause,
+                )
+            )
         pending = [completion]
         while pending:
             current = pending.pop()
@@ -165,13 +203,27 @@ class Coordinator:
                 fired = [StepMessage.of(Unit(unit.run_id, s), plan.plan_id, epoch=current.epoch) for s in current.fired]
                 self._send(plan, fired)
             for step in current.skipped:
-                pending.append(self._complete(plan, Unit(unit.run_id, step), "", Outcome.skipped()))
+                skipped = self._complete(plan, Unit(unit.run_id, step), "", Outcome.skipped())
+                if skipped.verdict is CompleteVerdict.OK:
+                    self.observe(Change(EventKind.SKIPPED, unit.run_id, plan.workflow, step))
+                pending.append(skipped)
             if current.run_finished:
+                self.observe(Change(EventKind.FINISHED, unit.run_id, plan.workflow, status=current.run_status))
                 self._run_hook(plan, unit.run_id, current.run_status)
         return completion
 
-    def attempt_failed(self, plan: Plan, message: StepMessage, task_id: str, error: StepError, retryable: bool) -> str:
+    def attempt_failed(
+        self,
+        plan: Plan,
+        message: StepMessage,
+        task_id: str,
+        error: StepError,
+        retryable: bool,
+        cause: BaseException | None = None,
+    ) -> str:
         """Handle a failed attempt: retry it with backoff if the policy allows, else fail the step.
+
+        ``cause`` is the exception raised in this process, if one was (observers report it).
 
         Returns:
             ``"retrying"``, ``"failed"``, or ``"stale"`` when this execution no longer owned the step.
@@ -183,16 +235,21 @@ class Coordinator:
             guard = time.time() + delay + self.lease_seconds
             if not self.store.steps.schedule_retry(unit, task_id, error, guard):
                 return "stale"
+            self.observe(
+                self._change(EventKind.RETRYING, plan, message, task_id, error=error, cause=cause, delay=delay)
+            )
             self._send(plan, [message.next_attempt()], countdown=delay)
             return "retrying"
         if message.item is not None:
             ended = self.store.steps.complete_item(
                 unit, task_id, Outcome.failed(error), lease_seconds=self.lease_seconds
             )
+            if ended.verdict is not ItemVerdict.STALE:
+                self.observe(self._change(EventKind.FAILED, plan, message, task_id, error=error, cause=cause))
             if ended.verdict is ItemVerdict.STEP_FAILED:
                 self.finish(plan, unit.parent, ended.step_task_id, Outcome.failed(error))
             return "stale" if ended.verdict is ItemVerdict.STALE else "failed"
-        completion = self.finish(plan, unit, task_id, Outcome.failed(error))
+        completion = self.finish(plan, unit, task_id, Outcome.failed(error), attempt=message.attempt, cause=cause)
         return "failed" if completion.verdict is CompleteVerdict.OK else "stale"
 
     def defer(self, plan: Plan, message: StepMessage, task_id: str, deferred: Deferred) -> bool:
@@ -208,6 +265,7 @@ class Coordinator:
         log.info(
             "deferring %s (attempt %s) by %.1fs: %s", message.unit, message.attempt, deferred.delay, deferred.reason
         )
+        self.observe(self._change(EventKind.DEFERRED, plan, message, task_id, error=error, delay=deferred.delay))
         self._send(plan, [message], countdown=deferred.delay)
         return True
 
@@ -221,6 +279,8 @@ class Coordinator:
         ended = self.store.steps.complete_item(
             message.unit, task_id, Outcome.succeeded(output), lease_seconds=self.lease_seconds
         )
+        if ended.verdict is not ItemVerdict.STALE:
+            self.observe(self._change(EventKind.SUCCEEDED, plan, message, task_id))
         if ended.verdict is ItemVerdict.ALL_DONE:
             step = message.unit.parent
             outputs = self.store.steps.item_outputs(step)
@@ -263,6 +323,7 @@ class Coordinator:
                 self.lost(plan, message, recovery.task_id, recovery.deaths)
             else:
                 log.warning("re-dispatching %s (attempt %s): its lease expired", unit, message.attempt)
+                self.observe(self._change(EventKind.RECOVERED, plan, message, recovery.task_id or None))
                 self._send(plan, [message])
                 count += 1
         return count
@@ -274,6 +335,15 @@ class Coordinator:
 
     def _send(self, plan: Plan, messages: Sequence[StepMessage], countdown: float | None = None) -> None:
         self.dispatcher.send([Delivery.of(plan, m, countdown) for m in messages])
+        if self.observe:
+            for message in messages:
+                self.observe(self._change(EventKind.QUEUED, plan, message, None, delay=countdown))
+
+    def _change(self, kind: EventKind, plan: Plan, message: StepMessage, task_id: str | None, **fields: Any) -> Change:
+        """A change of the unit a message names."""
+        return Change(
+            kind, message.run_id, plan.workflow, message.step, message.item, message.attempt, task_id, **fields
+        )
 
     def _run_hook(self, plan: Plan, run_id: str, status: str) -> None:
         hook = plan.on_success if status == RunStatus.SUCCEEDED else plan.on_failure

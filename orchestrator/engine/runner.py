@@ -22,8 +22,9 @@ from orchestrator.engine.context import RunContext, StepReads, step_reads
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.durability import until_recorded
 from orchestrator.engine.idempotency import IdempotencyGuard
+from orchestrator.engine.observers import Change
 from orchestrator.engine.ports import LeaseHolder, RunStore
-from orchestrator.engine.records import Outcome, StepError
+from orchestrator.engine.records import EventKind, Outcome, StepError
 from orchestrator.engine.unit import StepMessage
 from orchestrator.engine.verdicts import ClaimVerdict
 from orchestrator.errors import (
@@ -120,6 +121,19 @@ class StepRunner:
                 claim.detail,
             )
             return
+        if self.coordinator.observe:
+            self.coordinator.observe(
+                Change(
+                    EventKind.STARTED,
+                    unit.run_id,
+                    plan.workflow,
+                    unit.step,
+                    unit.item,
+                    message.attempt,
+                    task_id,
+                    worker,
+                )
+            )
         with self.leases.hold(unit):
             try:
                 self._execute(plan, message, task_id, RunContext.of(message.run_id, inputs))
@@ -159,7 +173,7 @@ class StepRunner:
         """Record a failed attempt: retried or failed by the step's policy."""
         error, retryable = failure(exc, plan.steps[message.step].policy.retry)
         verdict = until_recorded(
-            lambda: self.coordinator.attempt_failed(plan, message, task_id, error, retryable), f"{message.unit}"
+            lambda: self.coordinator.attempt_failed(plan, message, task_id, error, retryable, exc), f"{message.unit}"
         )
         log.info("step %s attempt %s failed (%s): %s", message.unit, message.attempt, verdict, error.message)
 
@@ -188,7 +202,12 @@ class StepRunner:
         if message.item is not None:
             until_recorded(lambda: self.coordinator.item_succeeded(plan, message, task_id, output), f"{unit}")
         else:
-            until_recorded(lambda: self.coordinator.finish(plan, unit, task_id, Outcome.succeeded(output)), f"{unit}")
+            until_recorded(
+                lambda: self.coordinator.finish(
+                    plan, unit, task_id, Outcome.succeeded(output), attempt=message.attempt
+                ),
+                f"{unit}",
+            )
 
     def _reads_of(self, plan: Plan, message: StepMessage) -> StepReads:
         """What this delivery reads with its claim; plans are immutable, so cached by plan id."""

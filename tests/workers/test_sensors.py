@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from config import Settings
+from config import Settings, get_settings
+from orchestrator.cli import app as cli_app
 from orchestrator.engine.ports import RunQuery
 from orchestrator.engine.records import RunRecord, Trigger
 from orchestrator.triggers.sensors import SENSE_TASK
@@ -178,3 +181,29 @@ def test_two_beats_start_one_run_per_edge(orchestra: Orchestra, tmp_path: Path) 
     assert sorted(r.params["percent"] for r in runs) == [90, 95]
     for run in runs:
         assert orchestra.wait(run.run_id).status.value == "succeeded"
+
+
+def test_the_sensors_command_shows_the_last_check_result_and_run(
+    orchestra: Orchestra, app: WorkerApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sensor_file(tmp_path, "disk")
+    sensor_file(tmp_path, "quiet")
+    Gauge(orchestra, "disk").set(97)
+    run_id = app.tasks[SENSE_TASK](workflow="disk")
+    for name, value in orchestra.settings_values().items():
+        if isinstance(value, str):
+            monkeypatch.setenv(f"ORCH_{name.upper()}", value)
+    monkeypatch.setenv("ORCH_WORKFLOWS_DIR", str(tmp_path))
+    monkeypatch.setenv("ORCH_TASK_MODULES", "tests.integration.tasks")
+    get_settings.cache_clear()
+    try:
+        listed = CliRunner().invoke(cli_app, ["sensors", "--json"])
+        table = CliRunner().invoke(cli_app, ["sensors"], env={"COLUMNS": "250"})
+    finally:
+        get_settings.cache_clear()
+    assert listed.exit_code == 0, listed.stderr
+    rows = {row["workflow"]: row for row in json.loads(listed.stdout)}
+    assert rows["disk"]["holds"] is True and rows["disk"]["last_run"] == run_id and rows["disk"]["edges"] == 1
+    assert json.loads(rows["disk"]["result"]) == {"percent": 97} and rows["disk"]["last_run_status"] == "pending"
+    assert rows["quiet"]["checked_at"] is None and rows["quiet"]["last_run"] is None
+    assert table.exit_code == 0 and "t.gauge" in table.stdout and run_id in table.stdout and "never" in table.stdout
