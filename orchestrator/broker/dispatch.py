@@ -25,7 +25,7 @@ from typing import Any
 from celery import Celery
 from celery.events import Event
 from celery.utils.time import utcoffset
-from kombu.exceptions import OperationalError
+from kombu.exceptions import BatchPublishError, OperationalError
 from kombu.utils.uuid import uuid
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -184,8 +184,14 @@ def _options(delivery: Delivery) -> dict[str, Any]:
 
 @contextmanager
 def _reachable() -> Iterator[None]:
-    """Connection errors of the broker as :class:`~orchestrator.errors.ServiceUnavailable`."""
+    """Connection errors of the broker as :class:`~orchestrator.errors.ServiceUnavailable`.
+
+    kombu's publish batch on Redis wraps the error of a failed pipeline in ``BatchPublishError``
+    ("delivery is uncertain"): some messages may have gone out. It is the same outage: the caller
+    learns the broker was unreachable, and the outbox publishes again what may not have gone out
+    (claims drop the duplicates). Left as it was, a fan-out cut off by a broker outage failed its step.
+    """
     try:
         yield
-    except (OperationalError, RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+    except (OperationalError, BatchPublishError, RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
         raise ServiceUnavailable(unreachable("the broker", exc)) from exc

@@ -133,3 +133,35 @@ def test_broker_connection_cut_for_20s(
         connections_dropped=dropped,
         long_starts=orchestra.started().count("long"),
     )
+
+
+def test_a_publish_cut_off_mid_batch_is_the_broker_being_unreachable(
+    redis_server: Callable[..., RedisServer],
+) -> None:
+    """kombu wraps a failed publish pipeline in ``BatchPublishError`` ("delivery is uncertain"). It used to
+    escape the dispatcher and fail the step that was fanning out (the nemesis soak found it); it is the
+    broker being unreachable: ServiceUnavailable, which leaves the unit to its lease and watchdog."""
+    from celery import Celery
+
+    from orchestrator.broker.dispatch import CeleryDispatcher
+    from orchestrator.definition.loader import build_workflow
+    from orchestrator.engine.ports import Delivery
+    from orchestrator.engine.unit import StepMessage, Unit
+    from orchestrator.errors import ServiceUnavailable
+    from orchestrator.plan.compiler import compile_workflow
+    from orchestrator.plan.policy import base_policy
+
+    server = redis_server()
+    plan = compile_workflow(build_workflow({"workflow": "w", "steps": {"a": {"task": "t.effect"}}}), base_policy())
+    deliveries = [Delivery.of(plan, StepMessage.of(Unit("run", "a"), plan.plan_id), None)]
+    with TcpProxy("127.0.0.1", server.port) as proxy:
+        app = Celery("cut", broker=proxy.url(0), set_as_current=False)
+        app.conf.broker_connection_retry = False
+        dispatcher = CeleryDispatcher(app)
+        try:
+            assert len(dispatcher.send(deliveries)) == 1  # connected, and the pool keeps the connection
+            proxy.cut()
+            with pytest.raises(ServiceUnavailable, match="broker"):
+                dispatcher.send(deliveries)
+        finally:
+            app.close()
