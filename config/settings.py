@@ -128,6 +128,9 @@ class MetricsSettings(BaseModel):
     worker_port: int | None = Field(
         default=None, ge=1, le=65535, description="Serve a worker's metrics on this port (``--metrics-port``)."
     )
+    worker_address: str = Field(
+        default="0.0.0.0", description="Address a worker's metrics server listens on (Prometheus scrapes it)."
+    )
     multiprocess_dir: Path | None = Field(
         default=None, description="prometheus-client's multiprocess directory for prefork pools (cleared at start)."
     )

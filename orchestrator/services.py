@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from celery import Celery
 from celery.utils.imports import symbol_by_name
 
-from config import Settings, get_settings
+from config import REDIS_SCHEMES, Settings, get_settings, url_scheme
 from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.embedded import EmbeddedRedis
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.observers import Observers
 from orchestrator.errors import ConfigurationError
+from orchestrator.observability.backlog import BacklogCollector
+from orchestrator.observability.events import LogObserver
 from orchestrator.plan.policy import base_policy
 from orchestrator.store import Keys, RedisRunStore, redis_client
 
@@ -89,6 +91,40 @@ class Services:
         return self._registry
 
 
+def backlog(
+    settings: Settings, store: RedisRunStore, broker_url: str, queues: Callable[[], Iterable[str]]
+) -> BacklogCollector:
+    """The scrape-time collector of queue depths and store size for these settings.
+
+    Args:
+        settings: The settings (key prefix, sentinel master).
+        store: The run store (its Redis client and keys).
+        broker_url: The broker actually used; a broker that is not Redis has no queue depths here.
+        queues: The queue names to report, asked at each scrape (the default queue is always one).
+    """
+    keys = store.keys
+    if url_scheme(broker_url) not in REDIS_SCHEMES:
+        broker = store.redis
+        names: Callable[[], Iterable[str]] = lambda: ()  # noqa: E731 - RabbitMQ reports its own depths
+    else:
+        same = broker_url in (settings.resolved_store_url, None)
+        broker = store.redis if same else redis_client(broker_url, sentinel_master=settings.sentinel_master)
+        names = queues
+
+    def lists() -> dict[str, tuple[str, ...]]:
+        return {name: keys.queue_lists(name) for name in {settings.defaults.queue, *names()}}
+
+    return BacklogCollector(broker, lists, store.redis, keys.dead_letter_index())
+
+
+def workflow_queues(registry: WorkflowRegistry) -> set[str]:
+    """The queues the registered workflows name (their defaults and their steps)."""
+    names: set[str] = set()
+    for workflow in registry.workflows.values():
+        names |= {q for q in (workflow.defaults.queue, *(s.queue for s in workflow.steps.values())) if q}
+    return names
+
+
 @contextlib.contextmanager
 def services(settings: Settings | None = None) -> Iterator[Services]:
     """Connect to the broker and store (starting the embedded Redis when none is configured)."""
@@ -103,7 +139,7 @@ def services(settings: Settings | None = None) -> Iterator[Services]:
         stack.callback(client.close)
         store = RedisRunStore(client, Keys(settings.key_prefix))
         dispatcher = CeleryDispatcher(app)
-        observers = Observers()
+        observers = Observers(LogObserver())
         coordinator = Coordinator(
             store,
             dispatcher,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from config import Settings, get_settings
 from orchestrator.dev.embedded import embedded_urls
-from workers import builtin, sensors, triggers
+from workers import builtin, logs, metrics, sensors, sentry, triggers
 from workers.runtime import WorkerApp
 from workers.step import register_step_task
 from workers.sweeper import Sweeper
@@ -36,11 +36,14 @@ def create_app(
     broker = broker_url or str(settings.broker_url)
     store = store_url or settings.resolved_store_url or broker
     app = WorkerApp(settings, broker, store)
+    logs.setup(app)
+    sentry.setup(app)
     register_step_task(app)
     builtin.register(app)
     triggers.register(app)
     sensors.register(app)
     app.steps["worker"].add(Sweeper)
+    metrics.setup(app)
     return app
 
 

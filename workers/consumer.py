@@ -7,6 +7,8 @@ from typing import Any
 
 from celery.worker.consumer.consumer import Consumer
 
+from orchestrator.observability.events import dead_lettered
+from orchestrator.observability.metrics import DEAD_LETTERS
 from workers.runtime import runtime_of
 
 log = logging.getLogger(__name__)
@@ -28,7 +30,15 @@ class DeadLetterConsumer(Consumer):  # type: ignore[misc]
                 content_type=getattr(message, "content_type", None),
                 content_encoding=getattr(message, "content_encoding", None),
             )
-            log.error("message moved to the dead-letter queue as %s (%s): %s", letter.id, reason, letter.error)
+            DEAD_LETTERS.labels(reason).inc()
+            dead_lettered(
+                letter_id=letter.id,
+                reason=reason,
+                queue=letter.queue,
+                task_id=letter.task_id,
+                task=letter.task,
+                error=letter.error,
+            )
         except Exception:  # the consumer must keep serving whatever happens here
             log.exception("could not record a %s message in the dead-letter queue", reason)
 

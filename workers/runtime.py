@@ -23,10 +23,13 @@ from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.observers import Observers
 from orchestrator.engine.runner import StepRunner
 from orchestrator.errors import ConfigurationError, StepTimeout, UnknownTask
+from orchestrator.observability.events import LogObserver, dead_lettered
+from orchestrator.observability.metrics import DEAD_LETTERS
 from orchestrator.plan.policy import base_policy
 from orchestrator.store import Keys, RedisRunStore, redis_client
 from workers.celery_config import celery_config
 from workers.leases import LeaseKeeper
+from workers.sentry import observe as observe_sentry
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ class Runtime:
         self.redis = redis_client(store_url, sentinel_master=settings.sentinel_master)
         self.store = RedisRunStore(self.redis, self.keys)
         self.dispatcher = CeleryDispatcher(app)
-        self.observers = Observers()
+        self.observers = Observers(LogObserver())
         """Told of every state change this process makes: logs, metrics and Sentry add theirs."""
         self.coordinator = Coordinator(
             self.store,
@@ -94,6 +97,7 @@ class Runtime:
             observers=self.observers,
         )
         self.leases = LeaseKeeper(self.store.leases, settings.worker.lease)
+        observe_sentry(self.observers, settings, self.store.runs.get, app)  # with ORCH_SENTRY_DSN
         self.runner = StepRunner(
             self.store,
             self.coordinator,
@@ -132,9 +136,8 @@ class WorkerApp(Celery):  # type: ignore[misc]
         letter = self.runtime.store.dead_letters.record(
             "undecodable", reason, body=raw, headers=None, queue=queue, content_type=None, content_encoding=None
         )
-        log.error(
-            "an item of queue %s that is not a message was moved to the dead-letter queue as %s", queue, letter.id
-        )
+        DEAD_LETTERS.labels("undecodable").inc()
+        dead_lettered(letter_id=letter.id, reason=letter.reason, queue=queue, task_id=None, error=reason)
 
     @cached_property
     def registry(self) -> WorkflowRegistry:

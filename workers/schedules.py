@@ -20,6 +20,7 @@ from orchestrator.definition.models import Overlap, Schedule, Workflow
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.records import Trigger
 from orchestrator.errors import RunStateError
+from orchestrator.observability.metrics import SCHEDULE_TICKS
 from orchestrator.store.schedules import RedisSchedules, TickAction, TickVerdict
 from orchestrator.triggers.schedules import due_ticks, schedule_started_by, submission_key
 
@@ -72,6 +73,7 @@ def fire(
             decision.batch,
             decision.previous,
         )
+        SCHEDULE_TICKS.labels(workflow.name, "skipped").inc()
         return Firing(name, decision.batch, skipped=True)
     ticks = [datetime.fromisoformat(t) for t in decision.batch]
     cancelled = None
@@ -94,6 +96,7 @@ def fire(
         created += submitted.created
         log.info("schedule %s of %s, tick %s: run %s", name, workflow.name, tick.isoformat(), submitted.run_id)
     schedules.started(workflow.name, name, decision.batch[-1], run_ids[-1], created)
+    SCHEDULE_TICKS.labels(workflow.name, "started").inc()
     return Firing(name, decision.batch, tuple(run_ids), cancelled=cancelled)
 
 

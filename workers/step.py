@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from orchestrator.engine.unit import STEP_TASK, StepMessage
 from orchestrator.errors import InvalidMessage
+from orchestrator.observability.events import dead_lettered
+from orchestrator.observability.metrics import DEAD_LETTERS
 from workers.request import StepRequest
 from workers.runtime import runtime_of
 
@@ -74,4 +76,7 @@ def _dead_letter(task: Task, args: tuple[Any, ...], kwargs: dict[str, Any], reas
         content_type="application/json",
         content_encoding="utf-8",
     )
-    log.error("step message %s moved to the dead-letter queue as %s: %s", request.id, letter.id, reason)
+    DEAD_LETTERS.labels("invalid_message").inc()
+    dead_lettered(
+        letter_id=letter.id, reason=letter.reason, queue=letter.queue, task_id=request.id, task=task.name, error=reason
+    )

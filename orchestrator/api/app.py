@@ -13,12 +13,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from prometheus_client import REGISTRY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings, get_settings
 from orchestrator.api import health, hooks, problems, runs, workflows
+from orchestrator.observability.logs import configure_logging
 from orchestrator.observability.metrics import API_LATENCY, API_REQUESTS
-from orchestrator.services import services
+from orchestrator.observability.recorder import MetricsRecorder
+from orchestrator.observability.sentry import init_sentry, install
+from orchestrator.services import backlog, services, workflow_queues
 
 JSON_TYPES = ("application/json",)
 
@@ -73,12 +77,21 @@ class BodyLimit:
 def create_api(settings: Settings | None = None) -> FastAPI:
     """The API app for these settings (by default the environment's)."""
     settings = settings or get_settings()
+    init_sentry(settings, "api")  # before the app is built: the Starlette integration patches it
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with services(settings) as svc:
             app.state.services = svc
-            yield
+            install(svc.observers, settings, svc.coordinator.get, lambda name: svc.registry().get(name))
+            svc.observers.add(MetricsRecorder())
+            broker = str(svc.app.conf.broker_url)
+            collector = backlog(settings, svc.store, broker, lambda: workflow_queues(svc.registry()))
+            REGISTRY.register(collector)  # on /metrics beside the API's own metrics
+            try:
+                yield
+            finally:
+                REGISTRY.unregister(collector)
 
     app = FastAPI(
         title="celery-orchestrator",
@@ -119,4 +132,6 @@ def _is_json(request: Request) -> bool:
 
 def factory() -> FastAPI:
     """What ``uvicorn --factory orchestrator.api.app:factory`` serves: the API for the environment's settings."""
-    return create_api()
+    settings = get_settings()
+    configure_logging(settings, "api")  # after uvicorn's own logging config: its loggers write through ours
+    return create_api(settings)

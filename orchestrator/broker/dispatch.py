@@ -14,10 +14,17 @@ overhead (routing, ``saferepr`` of the arguments, declarations, a retry wrapper,
 them). A failed pipeline raises like ``send_task`` does; the run store's outbox re-publishes
 whatever may not have gone out, and claims drop the duplicates. Other brokers go through
 ``send_task`` inside one kombu batch.
+
+Both paths publish a step as Flower should show it: under its real task name (``shadow``, e.g.
+``demo.fetch``, from :class:`~orchestrator.engine.ports.Delivery`) with ``argsrepr``/``kwargsrepr``
+naming only its run, step, item and attempt (never params, outputs or secrets: the message holds
+none, and the reprs hold less). Each message is stamped with when it is ``due`` (publish time plus
+countdown), which the worker turns into the dispatch-lag metric.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -62,13 +69,16 @@ class CeleryDispatcher:
     def _send_tasks(self, producer: Any, deliveries: Sequence[Delivery]) -> list[str]:
         """``send_task`` per message inside one kombu batch (any broker)."""
         ids: list[str] = []
+        now = time.time()
         with producer.batch(max_size=self.batch_size):
             for d in deliveries:
                 result = self.app.send_task(
                     STEP_TASK,
-                    kwargs=d.message.kwargs(),
+                    kwargs=_kwargs(d, now),
                     queue=d.queue,
                     producer=producer,
+                    argsrepr="()",
+                    kwargsrepr=_kwargsrepr(d),
                     **_options(d),
                 )
                 ids.append(result.id)
@@ -90,21 +100,21 @@ class CeleryDispatcher:
         ids: list[str] = []
         events: list[dict[str, Any]] = []
         batch = channel.create_publish_batch(self.batch_size)  # flushes by itself every batch_size
+        now = time.time()
         try:
             for d in deliveries:
                 task_id = uuid()
-                kwargs = d.message.kwargs()
                 headers, properties, body, sent = amqp.as_task_v2(
                     task_id,
                     STEP_TASK,
-                    kwargs=kwargs,
+                    kwargs=_kwargs(d, now),
                     reply_to=reply_to,
                     root_id=root_id,
                     parent_id=parent_id,
                     create_sent_event=sent_events,
                     # str and int values only: repr() prints what saferepr would, far cheaper
                     argsrepr="()",
-                    kwargsrepr=repr(kwargs),
+                    kwargsrepr=_kwargsrepr(d),
                     **_options(d),
                 )
                 payload, content_type, encoding = producer._prepare(
@@ -169,6 +179,23 @@ class CeleryDispatcher:
                 content_encoding=letter.content_encoding or "utf-8",
                 retry=True,
             )
+
+
+def _kwargs(delivery: Delivery, now: float) -> dict[str, Any]:
+    """The step task's keyword arguments, stamped with when the message is due."""
+    kwargs = delivery.message.kwargs()
+    kwargs["due"] = round(now + (delivery.countdown or 0.0), 3)
+    return kwargs
+
+
+def _kwargsrepr(delivery: Delivery) -> str:
+    """What Flower and the task events show of a step's arguments: its run, step, item and attempt."""
+    m = delivery.message
+    shown: dict[str, Any] = {"run_id": m.run_id, "step": m.step}
+    if m.item is not None:
+        shown["item"] = m.item
+    shown["attempt"] = m.attempt
+    return repr(shown)
 
 
 def _options(delivery: Delivery) -> dict[str, Any]:

@@ -48,14 +48,33 @@ def beat(ctx: typer.Context) -> None:
 
 def flower(
     ctx: typer.Context,
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 5555,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default ORCH_FLOWER__PORT).")] = None,
+    address: Annotated[str | None, typer.Option(help="Address to listen on (default ORCH_FLOWER__ADDRESS).")] = None,
 ) -> None:
-    """Start Flower, with basic auth from ORCH_FLOWER_BASIC_AUTH (refused without it)."""
-    auth = get_settings().flower_basic_auth
+    """Start Flower, with basic auth from ORCH_FLOWER_BASIC_AUTH (refused without it).
+
+    Its state is kept across restarts (``--persistent`` with ``--db``, ORCH_FLOWER__PERSISTENT and
+    ORCH_FLOWER__DB) and it keeps ORCH_FLOWER__MAX_TASKS tasks in memory. Its ``/metrics`` and
+    ``/healthcheck`` answer without credentials (Flower's choice): keep it on the internal network.
+    Workers send the task events it shows only with ``-E`` (or ORCH_WORKER__TASK_EVENTS=true).
+    """
+    settings = get_settings()
+    auth = settings.flower_basic_auth
     if auth is None:
         raise ConfigurationError("set ORCH_FLOWER_BASIC_AUTH=user:password; Flower never runs unauthenticated")
     os.environ["FLOWER_BASIC_AUTH"] = auth.get_secret_value()  # not on the command line: ps would show it
-    _exec_celery(["flower", f"--port={port}", *ctx.args])
+    flower = settings.flower
+    _exec_celery(
+        [
+            "flower",
+            f"--port={port or flower.port}",
+            f"--address={address or flower.address}",
+            f"--persistent={flower.persistent}",
+            f"--db={flower.db}",
+            f"--max_tasks={flower.max_tasks}",
+            *ctx.args,
+        ]
+    )
 
 
 def api(

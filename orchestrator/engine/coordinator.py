@@ -262,9 +262,6 @@ class Coordinator:
         guard = time.time() + deferred.delay + self.lease_seconds
         if not self.store.steps.schedule_retry(message.unit, task_id, error, guard, counts=False):
             return False
-        log.info(
-            "deferring %s (attempt %s) by %.1fs: %s", message.unit, message.attempt, deferred.delay, deferred.reason
-        )
         self.observe(self._change(EventKind.DEFERRED, plan, message, task_id, error=error, delay=deferred.delay))
         self._send(plan, [message], countdown=deferred.delay)
         return True
@@ -322,7 +319,7 @@ class Coordinator:
             elif recovery.verdict is RecoverVerdict.POISON:
                 self.lost(plan, message, recovery.task_id, recovery.deaths)
             else:
-                log.warning("re-dispatching %s (attempt %s): its lease expired", unit, message.attempt)
+                log.debug("re-dispatching %s (attempt %s): its lease expired", unit, message.attempt)
                 self.observe(self._change(EventKind.RECOVERED, plan, message, recovery.task_id or None))
                 self._send(plan, [message])
                 count += 1

@@ -39,6 +39,8 @@ class Change:
         cause: The exception behind ``error`` when it was raised in this process (never sent anywhere
             by the engine; Sentry reports it with its traceback).
         delay: Seconds until the next attempt (``retrying``, ``deferred``) or until a queued message is due.
+        lag: For ``started``: seconds from its message being due (published, plus any countdown) to
+            this start, when the message says when it was due.
         at: When it happened (epoch seconds).
     """
 
@@ -56,6 +58,7 @@ class Change:
     error: StepError | None = None
     cause: BaseException | None = field(default=None, compare=False, repr=False)
     delay: float | None = None
+    lag: float | None = None
     at: float = field(default_factory=time.time)
 
 

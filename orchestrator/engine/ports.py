@@ -160,9 +160,8 @@ class Delivery:
         """The delivery of a message with its step's queue and time limits."""
         step = plan.steps[message.step]
         soft, hard = step.policy.time_limits()
-        item = "" if message.item is None else f"#{message.item}"
-        label = f"{step.task}[{plan.workflow}.{message.step}{item}]"
-        return cls(message, step.policy.queue, countdown, soft, hard, label)
+        # Flower lists the step under the task it runs; run, step and item are in its kwargs repr.
+        return cls(message, step.policy.queue, countdown, soft, hard, step.task)
 
 
 class Dispatcher(Protocol):

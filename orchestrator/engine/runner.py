@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Protocol
@@ -132,6 +133,7 @@ class StepRunner:
                     message.attempt,
                     task_id,
                     worker,
+                    lag=None if message.due is None else time.time() - message.due,
                 )
             )
         with self.leases.hold(unit):
@@ -175,7 +177,7 @@ class StepRunner:
         verdict = until_recorded(
             lambda: self.coordinator.attempt_failed(plan, message, task_id, error, retryable, exc), f"{message.unit}"
         )
-        log.info("step %s attempt %s failed (%s): %s", message.unit, message.attempt, verdict, error.message)
+        log.debug("step %s attempt %s failed (%s): %s", message.unit, message.attempt, verdict, error.message)
 
     def _execute(self, plan: Plan, message: StepMessage, task_id: str, context: RunContext) -> None:
         spec = plan.definition.steps[message.step]

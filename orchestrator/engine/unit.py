@@ -21,6 +21,8 @@ STEP_TASK = "orchestrator.step"
 """The name of the step task, sent by name (the coordinator never imports the worker package)."""
 HEADERS_ESTIMATE = 600
 """Bytes of Celery protocol-2 headers around a body (task name, id, retries, time limits, reprs)."""
+DUE_BYTES = len(',"due":1700000000.123')
+"""Bytes the dispatcher's ``due`` stamp adds to a body."""
 
 
 @dataclass(frozen=True, order=True)
@@ -62,6 +64,9 @@ class StepMessage(BaseModel):
         item: For a ``for_each`` step, the index of the item; None for the step itself.
         epoch: How many times the run had been retried when the message was sent: a message
             from before a retry is stale, whatever it names.
+        due: When the message was due (epoch seconds): stamped by the dispatcher as it publishes,
+            its publish time plus any countdown. The step runner reports the start's dispatch lag
+            from it; nothing decides on it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
@@ -72,6 +77,7 @@ class StepMessage(BaseModel):
     attempt: Annotated[int, Field(ge=1)] = 1
     item: Annotated[int, Field(ge=0)] | None = None
     epoch: Annotated[int, Field(ge=0)] = 0
+    due: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
 
     @classmethod
     def of(cls, unit: Unit, plan_id: str, attempt: int = 1, epoch: int = 0) -> StepMessage:
@@ -92,4 +98,4 @@ class StepMessage(BaseModel):
         """Bytes of the whole message: protocol-2 body plus headers (reprs of the kwargs included)."""
         kwargs = json.dumps(self.kwargs(), separators=(",", ":"))
         body = f'[[],{kwargs},{{"callbacks":null,"errbacks":null,"chain":null,"chord":null}}]'
-        return len(body) + HEADERS_ESTIMATE + len(kwargs)
+        return len(body) + HEADERS_ESTIMATE + len(kwargs) + (0 if self.due is not None else DUE_BYTES)

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 from orchestrator.engine.unit import Unit
 
 DEFAULT_PREFIX = "orch"
+PRIORITY_SEPARATOR = "\x06\x16"
+"""Between a queue's name and its priority step in kombu's Redis transport (``Channel.sep``)."""
+PRIORITY_STEPS = (0, 3, 6, 9)
+"""kombu's default ``priority_steps``; our transport options keep it."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,11 @@ class Keys:
     def queue(self, name: str) -> str:
         """The Redis list holding a queue's messages (what autoscalers measure)."""
         return f"{self.broker_prefix()}{name}"
+
+    def queue_lists(self, name: str, priority_steps: tuple[int, ...] = PRIORITY_STEPS) -> tuple[str, ...]:
+        """Every Redis list of a queue: kombu keeps one per priority step, ``queue\\x06\\x16<step>``
+        (step 0 is the plain :meth:`queue`). A queue's depth is the sum of their lengths."""
+        return tuple(self.queue(name) + (f"{PRIORITY_SEPARATOR}{step}" if step else "") for step in priority_steps)
 
     # --- runs ---
     def run(self, run_id: str) -> str:

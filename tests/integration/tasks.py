@@ -105,3 +105,13 @@ def gauge(name: str) -> dict[str, Any]:
     """A sensor's check: the value a test set at ``effects:gauge-{name}`` (0 when unset); counts its calls."""
     effects_redis().incr(_key(f"checks-{name}"))
     return {"percent": int(effects_redis().get(_key(f"gauge-{name}")) or 0)}
+
+
+@shared_task(name="t.chatty")
+def chatty(name: str) -> str:
+    """Log a warning the way user code does (plain ``logging``): the worker's lines carry the step's context."""
+    import logging
+
+    logging.getLogger("user.code").warning("user code says %s", name)
+    print(f"chatty prints {name}")  # noqa: T201 - a worker turns it into a log line (one per write)
+    return name

@@ -192,7 +192,7 @@ def test_soak_with_transient_failures_and_a_worker_restart(
         # Retries still queued behind the backlog when their guard (delay + lease) expires are
         # published again by the sweeper; the claim drops the extra copies.
         max_queue_backlog=poller.max_backlog,
-        sweeper_redispatches=sum(log.count("re-dispatching") for log in logs),
+        sweeper_redispatches=sum(log.count('"event": "step.recovered"') for log in logs),
         duplicates_dropped=sum(log.count("dropping delivery") for log in logs),
     )
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from config import Settings, get_settings
 from orchestrator.cli import app as cli_app
+from orchestrator.cli import console
 from orchestrator.engine.ports import RunQuery
 from orchestrator.engine.records import RunRecord, Trigger
 from orchestrator.triggers.sensors import SENSE_TASK
@@ -198,7 +199,8 @@ def test_the_sensors_command_shows_the_last_check_result_and_run(
     get_settings.cache_clear()
     try:
         listed = CliRunner().invoke(cli_app, ["sensors", "--json"])
-        table = CliRunner().invoke(cli_app, ["sensors"], env={"COLUMNS": "250"})
+        monkeypatch.setattr(console.out, "width", 400)  # a table on one line per sensor
+        table = CliRunner().invoke(cli_app, ["sensors"])
     finally:
         get_settings.cache_clear()
     assert listed.exit_code == 0, listed.stderr

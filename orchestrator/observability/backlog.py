@@ -1,0 +1,85 @@
+"""What Redis holds, read when Prometheus scrapes: queue depths, the run store's size, dead letters.
+
+A custom collector rather than gauges someone keeps up to date: the numbers are Redis's own, so
+every process that serves ``/metrics`` (the API, a worker's main process) reports the same, and
+no writer can let them drift. One scrape is one pipeline round trip: ``LLEN`` of each list of each
+queue (kombu keeps one list per priority step), ``DBSIZE``, ``ZCARD`` of the dead-letter index and
+``INFO memory``. The key layout is the store's business: the composition root hands in which lists
+make up each queue and which key indexes the dead letters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis import Redis
+
+from orchestrator.observability import metrics
+
+log = logging.getLogger(__name__)
+
+QueueLists = Callable[[], Mapping[str, Sequence[str]]]
+"""Queue name -> the Redis lists holding its messages; called at each scrape (queues may appear)."""
+
+
+class BacklogCollector(Collector):
+    """Collects :data:`~orchestrator.observability.metrics.QUEUE_DEPTH` and the store gauges from Redis.
+
+    Args:
+        broker: Redis holding the queues.
+        queues: Which lists make up each queue.
+        store: Redis holding run state (often the same server).
+        dead_letter_index: The sorted set indexing dead letters.
+    """
+
+    def __init__(self, broker: Redis, queues: QueueLists, store: Redis, dead_letter_index: str) -> None:
+        self.broker = broker
+        self.queues = queues
+        self.store = store
+        self.dead_letter_index = dead_letter_index
+
+    def describe(self) -> list[Metric]:
+        """The families without reading Redis (registering the collector does no I/O)."""
+        return list(_families())
+
+    def collect(self) -> Iterator[Metric]:
+        depth, keys, memory, letters, up = _families()
+        try:
+            lists = {queue: tuple(names) for queue, names in self.queues().items()}
+            pipe = self.broker.pipeline(transaction=False)
+            for names in lists.values():
+                for name in names:
+                    pipe.llen(name)
+            lengths = iter(pipe.execute())
+            for queue, names in sorted(lists.items()):
+                depth.add_metric([queue], sum(int(next(lengths)) for _ in names))
+            pipe = self.store.pipeline(transaction=False)
+            pipe.dbsize()
+            pipe.zcard(self.dead_letter_index)
+            pipe.info("memory")
+            size, held, info = pipe.execute()
+            keys.add_metric([], int(size))
+            letters.add_metric([], int(held))
+            memory.add_metric([], float(info.get("used_memory", 0)))
+            up.add_metric([], 1)
+        except Exception as exc:  # a scrape must answer, with what it could not read missing
+            log.warning("could not read queue depths and store size from Redis: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        yield from (depth, keys, memory, letters, up)
+
+
+def _families() -> tuple[GaugeMetricFamily, ...]:
+    return (
+        GaugeMetricFamily(
+            metrics.QUEUE_DEPTH, "Messages waiting in a queue (all its priority lists).", labels=["queue"]
+        ),
+        GaugeMetricFamily(metrics.STORE_KEYS, "Keys in the run store's Redis database."),
+        GaugeMetricFamily(metrics.STORE_MEMORY, "Bytes of memory the run store's Redis uses."),
+        GaugeMetricFamily(metrics.DEAD_LETTERS_HELD, "Dead letters kept for replay or deletion."),
+        GaugeMetricFamily(metrics.BACKLOG_UP, "1 when the last read of the queue and store gauges worked."),
+    )
