@@ -316,6 +316,13 @@ class Coordinator:
                 items = (Unit(unit.run_id, unit.step, i) for i in range(recovery.items))
                 self._send(plan, [StepMessage.of(item, plan.plan_id, epoch=message.epoch) for item in items])
                 count += 1
+            elif recovery.verdict is RecoverVerdict.FAN_IN:
+                log.warning("ending %s: all its items ended, and the execution ending it did not", unit)
+                self.finish(plan, unit, recovery.task_id, Outcome.succeeded(self.store.steps.item_outputs(unit)))
+            elif recovery.verdict is RecoverVerdict.FAN_FAILED:
+                error = self.store.steps.item_error(unit) or StepError(type="Failed", message="an item failed")
+                log.warning("failing %s: an item failed, and the execution failing it did not", unit)
+                self.finish(plan, unit, recovery.task_id, Outcome.failed(error))
             elif recovery.verdict is RecoverVerdict.POISON:
                 self.lost(plan, message, recovery.task_id, recovery.deaths)
             else:

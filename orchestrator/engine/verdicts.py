@@ -67,6 +67,10 @@ class RecoverVerdict(StrEnum):
     """A join decided to skip it but the process died before ending it: end it skipped."""
     REFAN = "refan"
     """A fanned-out step made no progress for a while: publish its items again."""
+    FAN_IN = "fan_in"
+    """Every item of a fanned-out step ended but nobody ended the step (its ender died): end it."""
+    FAN_FAILED = "fan_failed"
+    """An item failed but nobody failed the step (its ender died): fail it with the item's error."""
 
 
 class CancelVerdict(StrEnum):

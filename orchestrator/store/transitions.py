@@ -269,6 +269,11 @@ class RedisSteps(Part):
         )
         return ItemEnd(ItemVerdict(verdict), str(step_task))
 
+    def item_error(self, unit: Unit) -> StepError | None:
+        """The error of the first failed item of a ``for_each`` step, if one failed."""
+        raw = self.redis.hget(self.keys.step(unit.run_id, unit.step), "item_error")
+        return StepError.model_validate_json(cast(str, raw)) if raw else None
+
     def item_outputs(self, unit: Unit) -> list[Any]:
         """The outputs of a ``for_each`` step's items, in item order."""
         step = self.keys.step(unit.run_id, unit.step)

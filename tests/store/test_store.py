@@ -13,12 +13,14 @@ from redis import Redis
 from orchestrator.definition.loader import build_workflow
 from orchestrator.definition.models import TriggerRule
 from orchestrator.engine.context import StepReads
+from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.ports import NewRun
 from orchestrator.engine.records import Outcome, RunStatus, StepError, StepStatus, Trigger
 from orchestrator.engine.rules import Decision, decide
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import Claim
 from orchestrator.plan.compiler import compile_workflow
+from orchestrator.plan.policy import base_policy
 from orchestrator.store import RedisRunStore
 from orchestrator.store.keys import Keys
 
@@ -246,3 +248,84 @@ def test_a_fan_out_without_progress_publishes_its_items_again(store: RedisRunSto
     assert (recovery.verdict, recovery.items) == ("refan", 3)
     assert claim(store, Unit(run_id, "each", 0), "i0b", 1, "w", 30).verdict == "done"  # ended items drop copies
     assert claim(store, Unit(run_id, "each", 1), "i1", 1, "w", 30).ok  # lost ones run
+
+
+def _fanned_out(store: RedisRunStore, run_id: str, items: list[int]):  # type: ignore[no-untyped-def]
+    workflow = {"workflow": "w", "params": {"items": {"type": "array"}}, "steps": {"each": {"task": "t"}}}
+    workflow["steps"]["each"]["for_each"] = "${params.items}"  # type: ignore[index]
+    workflow["steps"]["after"] = {"task": "t", "needs": ["each"], "trigger_rule": "all_done"}
+    plan = compile_workflow(build_workflow(workflow))
+    _new_run(store, plan, run_id)
+    step = Unit(run_id, "each")
+    assert claim(store, step, "t1", 1, "w", 30).ok
+    store.steps.start_fan_out(step, items)
+    store.steps.fanned_out(step, 30)
+    for i in range(len(items)):
+        assert claim(store, Unit(run_id, "each", i), f"i{i}", 1, "w", 30).ok
+    return plan, step
+
+
+class _Sent:
+    """A dispatcher that keeps what it was asked to send (a pure stand-in: nothing reads a queue here)."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, deliveries):  # type: ignore[no-untyped-def]
+        self.sent += [d.message.step for d in deliveries]
+        return ["id"] * len(deliveries)
+
+    def revoke(self, task_ids):  # type: ignore[no-untyped-def]
+        pass
+
+    def call(self, task, queue, kwargs):  # type: ignore[no-untyped-def]
+        pass
+
+
+def test_an_item_recorded_again_by_its_own_execution_answers_what_the_first_call_decided(
+    store: RedisRunStore,
+) -> None:
+    """A retry of the last item's record (its first answer lost with the store) still ends the step."""
+    _, step = _fanned_out(store, "r1", [1, 2])
+    first = store.steps.complete_item(Unit("r1", "each", 0), "i0", Outcome.succeeded(1), lease_seconds=30)
+    last = store.steps.complete_item(Unit("r1", "each", 1), "i1", Outcome.succeeded(2), lease_seconds=30)
+    again = store.steps.complete_item(Unit("r1", "each", 1), "i1", Outcome.succeeded(2), lease_seconds=30)
+    assert (first.verdict, last.verdict, again.verdict) == ("recorded", "all_done", "all_done")
+    assert last.step_task_id == again.step_task_id == "t1"
+    other = store.steps.complete_item(Unit("r1", "each", 1), "someone-else", Outcome.succeeded(2), lease_seconds=30)
+    assert other.verdict == "stale"
+    _, failing = _fanned_out(store, "r2", [1])
+    error = StepError(type="ValueError", message="bad")
+    assert store.steps.complete_item(Unit("r2", "each", 0), "i0", Outcome.failed(error), lease_seconds=30).verdict == (
+        "step_failed"
+    )
+    assert store.steps.complete_item(Unit("r2", "each", 0), "i0", Outcome.failed(error), lease_seconds=30).verdict == (
+        "step_failed"
+    )
+
+
+@pytest.mark.parametrize("ending", ["succeeded", "failed"])
+def test_a_fan_out_whose_ender_died_is_ended_by_the_sweeper(store: RedisRunStore, ending: str) -> None:
+    """The execution that ended the last item (or the failing one) died before it ended the step: no item
+    is left to run and republishing them does nothing; the sweeper ends the step from what they recorded."""
+    plan, step = _fanned_out(store, "r1", [1, 2])
+    store.steps.complete_item(Unit("r1", "each", 0), "i0", Outcome.succeeded(10), lease_seconds=30)
+    if ending == "succeeded":
+        store.steps.complete_item(Unit("r1", "each", 1), "i1", Outcome.succeeded(20), lease_seconds=30)
+    else:
+        error = StepError(type="ValueError", message="item 1 is bad")
+        store.steps.complete_item(Unit("r1", "each", 1), "i1", Outcome.failed(error), lease_seconds=30)
+    # ... and here its process dies. The watchdog expires:
+    store.redis.zadd(store.keys.outbox(), {str(step): 0})
+    dispatcher = _Sent()
+    coordinator = Coordinator(store, dispatcher, base_policy=base_policy(), lease_seconds=30)
+    coordinator.recover()
+    record = coordinator.get("r1")
+    assert record.steps["each"].status.value == ending
+    if ending == "succeeded":
+        assert record.steps["each"].output == [10, 20]
+    else:
+        assert record.steps["each"].error == StepError(type="ValueError", message="item 1 is bad")
+    assert dispatcher.sent == ["after"]  # its dependent goes out; no item is published again
+    coordinator.recover()
+    assert dispatcher.sent == ["after"]

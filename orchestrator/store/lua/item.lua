@@ -16,11 +16,22 @@
 -- ARGV[9] watchdog   the watchdog's new score (epoch s)
 --
 -- Returns {verdict, step task id}: stale | recorded | all_done | step_failed
+--
+-- The same call made again by the execution that made it (its first answer was lost with the
+-- connection, and the caller retries until it is recorded) answers what the first one decided:
+-- the step still waits to be ended by that answer, and nobody else ends it.
 local step, item, outputs, leases, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local task_id, outcome, now_iso, output, error_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local index, member, parent_member, watchdog = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 
 local current = redis.call('HMGET', item, 'status', 'task_id')
+if current[1] == outcome and current[2] == task_id then
+  local parent = redis.call('HMGET', step, 'status', 'task_id', 'items', 'items_done')
+  if parent[1] ~= 'running' then return {'recorded', ''} end
+  if outcome == 'failed' then return {'step_failed', parent[2] or ''} end
+  if tonumber(parent[4] or '0') >= tonumber(parent[3]) then return {'all_done', parent[2] or ''} end
+  return {'recorded', ''}
+end
 if current[1] ~= 'running' or current[2] ~= task_id then return {'stale', ''} end
 redis.call('HSET', item, 'status', outcome, 'finished_at', now_iso)
 if error_json ~= '' then redis.call('HSET', item, 'error', error_json) end
@@ -31,7 +42,10 @@ redis.call('HDEL', step, 'republished')
 local parent = redis.call('HMGET', step, 'status', 'task_id', 'items')
 local step_status, step_task, items = parent[1], parent[2] or '', tonumber(parent[3])
 if step_status ~= 'running' then return {'recorded', ''} end
-if outcome == 'failed' then return {'step_failed', step_task} end
+if outcome == 'failed' then
+  redis.call('HSETNX', step, 'item_error', error_json)  -- what ends the step, should its ender die
+  return {'step_failed', step_task}
+end
 redis.call('HSET', outputs, index, output)
 local done = redis.call('HINCRBY', step, 'items_done', 1)
 if done >= items then return {'all_done', step_task} end

@@ -18,10 +18,12 @@
 -- A for_each step that has fanned out has no lease, only a watchdog in the outbox, renewed by each
 -- item claimed or ended. When it expires the fan-out made no progress for a while: its items are
 -- published again ('refan'; those that ended or run drop the copies), waiting twice as long
--- before the next time.
+-- before the next time. If every item has ended (or one failed) the step is only waiting for the
+-- execution that ended the last item to end it, and that one died or lost its store: the step is
+-- ended now ('fan_in', or 'fan_failed' with the item's error on the step's hash).
 --
 -- Returns {verdict, attempt, plan_id, task_id, recoveries, epoch, items}:
--- none | requeue | poison | skip | refan
+-- none | requeue | poison | skip | refan | fan_in | fan_failed
 local run, unit, leases, outbox, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local member, now, guard = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local max_recoveries, is_item = tonumber(ARGV[4]), ARGV[5]
@@ -64,6 +66,12 @@ if status == 'running' then
   if lease_alive(leases, member, now) then return {'none', '0', '', '', '0', '0', '0'} end
   if state[4] and is_item ~= '1' then
     if guarded() then return {'none', '0', '', '', '0', '0', '0'} end
+    local ended = redis.call('HMGET', unit, 'items_done', 'item_error')
+    if ended[2] or tonumber(ended[1] or '0') >= tonumber(state[4]) then
+      redis.call('ZADD', outbox, guard, member)  -- again later, should this ending fail too
+      local verdict = ended[2] and 'fan_failed' or 'fan_in'
+      return {verdict, tostring(attempts), plan_id, state[3] or '', '0', epoch, state[4]}
+    end
     redis.call('ZREM', leases, member)
     redis.call('ZADD', outbox, now + republish_wait(), member)
     return {'refan', tostring(attempts), plan_id, '', '0', epoch, state[4]}
