@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 from rich.table import Table
 
+from bench import burst, commands, fanout, lag, limits, peer, profile, recovery, runs, throughput
 from bench import compile as compile_bench
-from bench import fanout, lag, peer, recovery, throughput
 from bench.report import RESULTS, console
 
 BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
@@ -27,6 +27,11 @@ BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "lag": lag.main,
     "recovery": recovery.main,
     "peer": peer.main,
+    "commands": commands.main,
+    "limits": limits.main,
+    "burst": burst.main,
+    "runs": runs.main,
+    "profile": profile.main,
 }
 
 

@@ -166,11 +166,18 @@ class Processes:
         cwd: Path = ROOT,
         extra: Sequence[str] = (),
         wait: bool = True,
+        loglevel: str = "WARNING",
+        wrapper: Sequence[str] = (),
     ) -> Worker:
-        """Start ``python -m celery -A app worker`` (WARNING log level, no mingle/gossip)."""
+        """Start ``python -m celery -A app worker`` (WARNING log level, no mingle/gossip).
+
+        ``wrapper`` goes before the command (``py-spy record ... --``): the profiler is then the
+        node's parent, which it needs to attach to the pool processes.
+        """
         hostname = f"{name}@bench"
         log = self.tmp / f"{name}.log"
         command = [
+            *wrapper,
             python,
             "-m",
             "celery",
@@ -184,7 +191,7 @@ class Processes:
             "--concurrency",
             str(concurrency),
             "--loglevel",
-            "WARNING",
+            loglevel,
             "--without-mingle",
             "--without-gossip",
             *extra,

@@ -12,7 +12,7 @@ import argparse
 import gc
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -84,8 +84,26 @@ class Ours:
             **self.extra_env,
         }
 
-    def worker(self, name: str, concurrency: int, *, pool: str = "prefork", wait: bool = True) -> Worker:
-        return self.processes.worker(name, "workers.app", self.env(), concurrency=concurrency, pool=pool, wait=wait)
+    def worker(
+        self,
+        name: str,
+        concurrency: int,
+        *,
+        pool: str = "prefork",
+        wait: bool = True,
+        loglevel: str = "WARNING",
+        wrapper: Sequence[str] = (),
+    ) -> Worker:
+        return self.processes.worker(
+            name,
+            "workers.app",
+            self.env(),
+            concurrency=concurrency,
+            pool=pool,
+            wait=wait,
+            loglevel=loglevel,
+            wrapper=wrapper,
+        )
 
     def workflow(self, data: Mapping[str, Any]) -> Workflow:
         return build_workflow(dict(data))

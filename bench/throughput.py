@@ -26,6 +26,14 @@ time from the submit call to the end of the last step (from our run record; from
 the last plain task wrote). Systems alternate within each round so that load from other
 processes on the machine hits them alike; the reported figure is the median over rounds.
 Target: our throughput is at least 0.8 of plain flat's.
+
+``--nodes 2`` runs each system on two worker nodes (same ``--concurrency`` each). By default a
+fourth series, ``ours, INFO logs``, runs the same workflow on nodes of ours started at
+``--loglevel INFO`` (the setting's default, ``ORCH_LOG__LEVEL``) under another key prefix: their
+output is a file, so every state change is a JSON line (``step.queued``, ``step.started``,
+``step.succeeded``). The main ``ours`` series runs at WARNING, as every benchmark does, where the
+log observer's lines are dropped by level; the ratio between the two is what the logs cost.
+``--no-info-logs`` leaves that series out.
 """
 
 from __future__ import annotations
@@ -40,8 +48,8 @@ from celery import chain
 from rich.table import Table
 
 from bench.processes import Processes
-from bench.report import Target, console, median, ratio, targets_table, write
-from bench.systems import Ours, Plain, add_common_arguments, start, timestamp
+from bench.report import RESULTS, Target, console, median, ratio, targets_table, write
+from bench.systems import Ours, Plain, add_common_arguments, timestamp
 
 TARGET = 0.8
 TIMEOUT = 900.0
@@ -103,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chains", type=int, default=50)
     parser.add_argument("--length", type=int, default=100)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies the number of chains (quick runs: 0.1)")
+    parser.add_argument("--nodes", type=int, default=1, help="worker nodes per system")
+    parser.add_argument(
+        "--info-logs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run ours at --loglevel INFO (JSON lines per state change)",
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     chains = max(1, round(args.chains * args.scale))
@@ -112,29 +127,45 @@ def main(argv: list[str] | None = None) -> int:
     ours_series = Series("ours", steps=total)
     flat = Series("plain flat", steps=total)
     chained = Series("plain chains", steps=total)
+    logged = Series("ours, INFO logs", steps=total)
     with Processes(keep=args.keep) as processes:
-        ours, plain = start(processes, args.concurrency)
+        ours, plain = Ours(processes), Plain(processes)
+        info = Ours(processes, prefix="benchinfo") if args.info_logs else None
+        for node in range(args.nodes):
+            ours.worker(f"ours{node}", args.concurrency, wait=False)
+            plain.worker(f"plain{node}", args.concurrency, wait=False)
+            if info is not None:
+                info.worker(f"info{node}", args.concurrency, wait=False, loglevel="INFO")
+        for worker in processes.workers:
+            worker.wait_ready()
         with out.status("warming up..."):  # first tasks of a fresh pool import and connect
-            run_ours(ours, chains_workflow(2, 20))
-            run_plain_chains(plain, 2, 20)
-            run_plain_flat(plain, 40)
+            for system in (ours, info) if info is not None else (ours,):
+                run_ours(system, chains_workflow(2 * args.nodes, 20))
+            run_plain_chains(plain, 2 * args.nodes, 20)
+            run_plain_flat(plain, 40 * args.nodes)
         for n in range(args.rounds):
             with out.status(f"round {n + 1}/{args.rounds}: ours"):
                 ours_series.seconds.append(run_ours(ours, chains_workflow(chains, args.length)))
+            if info is not None:
+                with out.status(f"round {n + 1}/{args.rounds}: ours, INFO logs"):
+                    logged.seconds.append(run_ours(info, chains_workflow(chains, args.length)))
             with out.status(f"round {n + 1}/{args.rounds}: plain flat"):
                 flat.seconds.append(run_plain_flat(plain, total))
             with out.status(f"round {n + 1}/{args.rounds}: plain chains"):
                 chained.seconds.append(run_plain_chains(plain, chains, args.length))
         ours.close()
         plain.close()
+        if info is not None:
+            info.close()
+    shown = [ours_series, flat, chained] + ([logged] if args.info_logs else [])
 
     table = Table(
         title=f"step throughput: {total:,} no-op steps ({chains} chains x {args.length}), "
-        f"1 node x {args.concurrency} prefork, median of {args.rounds} rounds"
+        f"{args.nodes} node(s) x {args.concurrency} prefork, median of {args.rounds} rounds"
     )
     for column in ("system", "seconds (each round)", "steps/s", "ours / this"):
         table.add_column(column, justify="right" if column != "system" else "left")
-    for series in (ours_series, flat, chained):
+    for series in shown:
         table.add_row(
             series.name,
             " ".join(f"{s:.2f}" for s in series.seconds),
@@ -153,14 +184,17 @@ def main(argv: list[str] | None = None) -> int:
             "length": args.length,
             "steps": total,
             "concurrency": args.concurrency,
+            "nodes": args.nodes,
             "rounds": args.rounds,
-            "series": [
-                asdict(s) | {"per_second": s.per_second, "median_per_second": s.median}
-                for s in (ours_series, flat, chained)
-            ],
-            "ratios": {"ours/plain_flat": value, "ours/plain_chains": ours_series.median / chained.median},
+            "series": [asdict(s) | {"per_second": s.per_second, "median_per_second": s.median} for s in shown],
+            "ratios": {
+                "ours/plain_flat": value,
+                "ours/plain_chains": ours_series.median / chained.median,
+                **({"ours_info_logs/ours": logged.median / ours_series.median} if args.info_logs else {}),
+            },
         },
         targets,
+        output=None if args.nodes == 1 else RESULTS / f"throughput-{args.nodes}nodes.json",
     )
     out.print(f"written to {path}")
     return 0 if all(t.met for t in targets) else 1
