@@ -1,7 +1,7 @@
 # Every target runs in .venv, built from uv.lock by `make install` (the same script CI uses).
 BIN := .venv/bin
 
-.PHONY: install lint type test bench soak docs latest all
+.PHONY: install lint type test bench soak docs screenshots latest all
 
 install:
 	bash .ci/setup
@@ -29,6 +29,10 @@ docs:
 	COLUMNS=100 $(BIN)/python -m typer orchestrator.cli.main utils docs --name orchestrator \
 		--title "orchestrator: command reference" --output docs/cli-reference.md
 	$(BIN)/python -m tests.docs.api_reference
+
+# The README's pictures of the web UI (docs/img/*.png), taken in headless Chromium on a demo run.
+screenshots:
+	$(BIN)/python -m tests.ui.screenshots
 
 # The newest releases of every dependency: refresh uv.lock, rebuild .venv from it, run the whole CI.
 # Commit uv.lock when it passes.

@@ -11,6 +11,7 @@ from config.settings import (
     SentrySettings,
     Settings,
     StepDefaults,
+    UiSettings,
     WorkerSettings,
     get_settings,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidSettings",
     "Settings",
     "StepDefaults",
+    "UiSettings",
     "WorkerSettings",
     "get_settings",
     "url_scheme",

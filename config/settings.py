@@ -146,6 +146,15 @@ class FlowerSettings(BaseModel):
     max_tasks: int = Field(default=10_000, ge=100, description="Tasks Flower keeps in memory.")
 
 
+class UiSettings(BaseModel):
+    """The web UI under ``/ui`` of ``orchestrator api``."""
+
+    flower_url: str | None = Field(
+        default=None, description="Flower's base URL; set, a step's task id links to `<flower_url>/task/<id>`."
+    )
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="How long a UI login lasts.")
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`get_settings` and pass it down explicitly."""
 
@@ -196,6 +205,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
+    ui: UiSettings = Field(default_factory=UiSettings)
 
     @field_validator("task_modules", mode="before")
     @classmethod

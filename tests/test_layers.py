@@ -19,6 +19,19 @@ PACKAGES = ("config", "orchestrator", "workers")
 
 # What each part of the project may import of the project (itself always, and `orchestrator.errors`,
 # the one error tree, from anywhere). A part is a top-level package or a folder of `orchestrator`.
+WEB = {
+    "config",
+    "orchestrator.definition",
+    "orchestrator.plan",
+    "orchestrator.engine",
+    "orchestrator.store",
+    "orchestrator.broker",
+    "orchestrator.triggers",
+    "orchestrator.analysis",
+    "orchestrator.observability",
+    "orchestrator.services",
+}
+"""What the composition roots of the web layer (the API, the UI) may import below them."""
 ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "orchestrator.definition": set(),
@@ -30,18 +43,9 @@ ALLOWED: dict[str, set[str]] = {
     "orchestrator.analysis": {"orchestrator.definition", "orchestrator.plan", "orchestrator.engine"},
     "orchestrator.dev": {"config"},
     "orchestrator.observability": {"config", "orchestrator.definition", "orchestrator.engine"},
-    "orchestrator.api": {
-        "config",
-        "orchestrator.definition",
-        "orchestrator.plan",
-        "orchestrator.engine",
-        "orchestrator.store",
-        "orchestrator.broker",
-        "orchestrator.triggers",
-        "orchestrator.analysis",
-        "orchestrator.observability",
-        "orchestrator.services",
-    },
+    # The web layer: the API mounts the UI (app.py), the UI uses the API's auth and error shape.
+    "orchestrator.api": WEB | {"orchestrator.ui"},
+    "orchestrator.ui": WEB | {"orchestrator.api"},
     "orchestrator.services": {"config", "orchestrator"},  # the composition root (the CLI, the API, direct mode)
     "orchestrator.cli": {"config", "orchestrator"},
     "orchestrator": {"config", "orchestrator"},  # the package's own __init__ and top-level modules

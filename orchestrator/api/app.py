@@ -23,6 +23,8 @@ from orchestrator.observability.metrics import API_LATENCY, API_REQUESTS
 from orchestrator.observability.recorder import MetricsRecorder
 from orchestrator.observability.sentry import init_sentry, install
 from orchestrator.services import backlog, services, workflow_queues
+from orchestrator.ui import router as ui_router
+from orchestrator.ui import takes_form
 
 JSON_TYPES = ("application/json",)
 
@@ -105,12 +107,18 @@ def create_api(settings: Settings | None = None) -> FastAPI:
     app.include_router(workflows.router, tags=["workflows"])
     app.include_router(hooks.router, tags=["webhooks"])
     app.include_router(health.router, tags=["health"])
+    app.include_router(ui_router)  # the web UI under /ui, left out of the OpenAPI schema
 
     @app.middleware("http")
     async def json_bodies_and_metrics(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Any:
         started = time.perf_counter()
         # Read here, before FastAPI does: a body over the limit is a 413 (BodyLimit), not a parse error.
-        if request.method in ("POST", "PUT", "PATCH") and await request.body() and not _is_json(request):
+        if (
+            request.method in ("POST", "PUT", "PATCH")
+            and await request.body()
+            and not _is_json(request)
+            and not (takes_form(request.url.path) and _is_form(request))
+        ):
             response: Response = problems.error_response(
                 415, "UnsupportedMediaType", "send the body as JSON, with Content-Type: application/json"
             )
@@ -128,6 +136,11 @@ def create_api(settings: Settings | None = None) -> FastAPI:
 def _is_json(request: Request) -> bool:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     return kind in JSON_TYPES or kind.endswith("+json")
+
+
+def _is_form(request: Request) -> bool:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind == "application/x-www-form-urlencoded"
 
 
 def factory() -> FastAPI:

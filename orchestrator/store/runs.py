@@ -142,6 +142,49 @@ class RedisRuns(Part):
         steps = {name: StepRecord.from_redis(raw[2 * i], raw[2 * i + 1]) for i, name in enumerate(names)}
         return RunRecord.from_redis(meta, steps)
 
+    def summary(self, run_id: str) -> RunSummary:
+        """The run without its steps (one read of its own hash).
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        meta = cast(dict[str, str], self.redis.hgetall(self.keys.run(run_id)))
+        if not meta:
+            raise RunNotFound(run_id)
+        return RunSummary.from_redis(meta)
+
+    def step(self, run_id: str, name: str) -> StepRecord:
+        """One step's record with its output."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.step(run_id, name))
+        pipe.get(self.keys.output(run_id, name))
+        state, output = pipe.execute()
+        return StepRecord.from_redis(state, output)
+
+    def steps_without_outputs(self, run_id: str, names: Sequence[str]) -> dict[str, StepRecord]:
+        """The steps' records without their outputs, in one round trip: what the web UI polls."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(self.keys.step(run_id, name))
+        return {name: StepRecord.from_redis(state, None) for name, state in zip(names, pipe.execute(), strict=True)}
+
+    def version(self, run_id: str, fanned: Sequence[str]) -> str:
+        """A value that changes whenever the run's state does, read cheaply (one round trip).
+
+        Every change of a step's status is an event of the history, so its last id moves; items of
+        a ``for_each`` step have no events, so their counts (``fanned`` names those steps) are added.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xrevrange(self.keys.history(run_id), "+", "-", count=1)
+        pipe.hget(self.keys.run(run_id), "status")
+        for step in fanned:
+            pipe.hmget(self.keys.step(run_id, step), ["items", "items_done"])
+        last, status, *counts = pipe.execute()
+        if status is None:
+            raise RunNotFound(run_id)
+        parts = [str(last[0][0]) if last else "-", str(status)] + [f"{i}/{d}" for i, d in counts]
+        return ":".join(parts)
+
     def page(self, query: RunQuery) -> RunPage:
         """A page of runs, newest first, filtered; a cursor continues where it ended.
 

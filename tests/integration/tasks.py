@@ -115,3 +115,16 @@ def chatty(name: str) -> str:
     logging.getLogger("user.code").warning("user code says %s", name)
     print(f"chatty prints {name}")  # noqa: T201 - a worker turns it into a log line (one per write)
     return name
+
+
+HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+# No quotes inside: an output shown as JSON keeps the same text.
+"""Markup a page must show as text: run, it would open a dialog (tests/ui)."""
+
+
+@shared_task(name="t.hostile")
+def hostile(fail: bool = False) -> str:
+    """Return :data:`HOSTILE` as the output, or (``fail``) raise a ValueError whose message carries it."""
+    if fail:
+        raise ValueError(f"bad input {HOSTILE}")
+    return HOSTILE
