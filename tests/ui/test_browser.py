@@ -323,3 +323,30 @@ def test_the_workflow_page_lists_its_recent_runs(api: ApiServer, session: Sessio
     expect(page.locator("table[data-testid=recent-runs]")).to_contain_text(run_id)
     expect(page.locator("body")).to_contain_text("label")
     expect(page.locator("body")).to_contain_text("nightly")
+
+
+def test_on_a_phone_and_by_keyboard_alone(api: ApiServer, session: Sessions) -> None:
+    """A phone-sized window scrolls nothing sideways but the graph itself, and a step opens with the keyboard."""
+    workflow = add_workflow(
+        api,
+        {
+            "first": {"task": "t.effect", "args": {"name": "${run.id}-first"}},
+            **{
+                f"wide{i}": {"task": "t.effect", "needs": ["first"], "args": {"name": f"${{run.id}}-{i}"}}
+                for i in range(8)
+            },
+        },
+    )
+    run_id = submit(api, workflow)
+    with api.client() as client:
+        assert client.wait(run_id).status is RunStatus.SUCCEEDED
+    page = session("admin").page
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{api.url}/ui/runs/{run_id}")
+    expect(node(page, "first")).to_have_attribute("data-status", "succeeded")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # the page itself fits
+    node(page, "wide3").focus()
+    page.keyboard.press("Enter")
+    detail = page.locator("section[data-testid=step-detail]")
+    expect(detail).to_be_visible()
+    expect(detail).to_contain_text("wide3")
