@@ -57,6 +57,10 @@ def nemesis_effect(key: str, sleep: float = 0.0, fail_first: int = 0, value: Any
         raise ConnectionError(f"injected transient failure of {key}")
     if sleep:
         time.sleep(sleep)
-    redis.hincrby(nemesis_key(prefix, "effects"), key, 1)
-    redis.rpush(nemesis_key(prefix, "log"), f"end {key} {time.time():.6f} {os.getpid()}")
+    # The effect and its evidence in one transaction: a SIGKILL between two separate writes left an
+    # effect without the record of who made it, and the checker could not tell the kill explained it.
+    effect = redis.pipeline(transaction=True)
+    effect.hincrby(nemesis_key(prefix, "effects"), key, 1)
+    effect.rpush(nemesis_key(prefix, "log"), f"end {key} {time.time():.6f} {os.getpid()}")
+    effect.execute()
     return value
