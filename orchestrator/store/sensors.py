@@ -51,8 +51,10 @@ class RedisSensors(Part):
 
     def failed(self, workflow: str, error: str, now: float) -> None:
         """Record a check that could not tell (its task raised): the condition is left as it was."""
-        self.redis.hset(self.keys.sensor(workflow), mapping={"checked_at": now, "error": error[:MAX_RESULT_CHARS]})
-        self.redis.hincrby(self.keys.sensor(workflow), "checks", 1)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.keys.sensor(workflow), mapping={"checked_at": now, "error": error[:MAX_RESULT_CHARS]})
+        pipe.hincrby(self.keys.sensor(workflow), "checks", 1)
+        pipe.execute()
 
     def state(self, workflow: str) -> SensorState:
         found: dict[str, str] = self.redis.hgetall(self.keys.sensor(workflow))  # type: ignore[assignment]

@@ -19,8 +19,8 @@ from typing import Any
 
 from orchestrator.definition.expressions import evaluate, parse_expression
 from orchestrator.definition.models import Sensor, Workflow
-from orchestrator.definition.references import Reference, follow, render
-from orchestrator.errors import InvalidArgument
+from orchestrator.definition.references import render
+from orchestrator.triggers.payload import resolver
 
 SENSE_TASK = "orchestrator.sense"
 
@@ -41,12 +41,7 @@ def read(sensor: Sensor, output: Any) -> Reading:
         ExpressionError: the condition compares values of the wrong types.
     """
 
-    def resolve(ref: Reference) -> Any:
-        try:
-            return follow(output, ref.path, ref)
-        except LookupError as exc:
-            raise InvalidArgument(f"the check's output does not fit the sensor: {exc}", ref.text) from None
-
+    resolve = resolver(output, "the check's output does not fit the sensor")
     holds = evaluate(parse_expression(sensor.when), resolve)
     params = render(sensor.params, resolve) if holds else {}
     assert isinstance(params, dict)

@@ -29,11 +29,13 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from orchestrator.definition.expressions import evaluate, parse_expression
 from orchestrator.definition.models import Webhook, WebhookScheme
-from orchestrator.definition.references import Reference, follow, render
+from orchestrator.definition.references import render
 from orchestrator.errors import InvalidArgument, NotAuthenticated
+from orchestrator.triggers.payload import resolver
 
 MAX_DELIVERY_ID = 200
 NOT_VERIFIED = "the delivery's signature does not verify"
+BODY = "the delivery's body does not fit the hook"
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def wanted(hook: Webhook, event: Any) -> bool:
     """
     if hook.when is None:
         return True
-    return evaluate(parse_expression(hook.when), lambda ref: _resolve(event, ref))
+    return evaluate(parse_expression(hook.when), resolver(event, BODY))
 
 
 def params_of(hook: Webhook, event: Any) -> dict[str, Any]:
@@ -118,13 +120,6 @@ def params_of(hook: Webhook, event: Any) -> dict[str, Any]:
     Raises:
         InvalidArgument: a referenced field is not in the body (``field`` names it).
     """
-    rendered = render(hook.params, lambda ref: _resolve(event, ref))
+    rendered = render(hook.params, resolver(event, BODY))
     assert isinstance(rendered, dict)
     return rendered
-
-
-def _resolve(event: Any, ref: Reference) -> Any:
-    try:
-        return follow(event, ref.path, ref)
-    except LookupError as exc:
-        raise InvalidArgument(f"the delivery's body does not fit the hook: {exc}", ref.text) from None
