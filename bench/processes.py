@@ -1,11 +1,13 @@
-"""The processes a benchmark owns: a private ``redis-server`` and ``celery worker`` nodes.
+"""The processes a benchmark owns: a private ``redis-server``, ``celery worker`` nodes and API servers.
 
 Everything started here is stopped by the benchmark that started it (by process group), also
-when it fails: use :class:`Processes` as a context manager.
+when it fails: use :class:`Processes` as a context manager. :func:`memory` reads what a process
+tree holds from ``/proc``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+import httpx
 from redis import Redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +108,10 @@ class Worker:
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
+    def memory(self) -> Memory:
+        """What the node holds now: its main process and its pool processes."""
+        return memory(self.process.pid)
+
     def kill(self) -> None:
         """SIGKILL the whole node: main process and pool children."""
         if self.process.poll() is None:
@@ -121,6 +128,96 @@ class Worker:
                 self.kill()
 
 
+@dataclass
+class ApiServer:
+    """``python -m orchestrator api`` (uvicorn) in its own process group."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def wait_healthy(self, timeout: float = 60.0) -> ApiServer:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the API exited:\n{self.log.read_text(errors='replace')[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not answer /healthz in {timeout:g}s")
+            time.sleep(0.1)
+
+    def memory(self) -> Memory:
+        return memory(self.process.pid)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (uvicorn shuts down gracefully), then SIGKILL."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Memory of a process and its descendants, from ``/proc`` (bytes).
+
+    Attributes:
+        rss: Sum of the processes' resident sets (``VmRSS``). Pages a prefork pool shares with its
+            parent count once per process, so this overstates a node's footprint.
+        pss: Sum of their proportional set sizes (``smaps_rollup``): shared pages split between
+            the processes sharing them, so the node's real share of RAM.
+        processes: How many processes were read.
+    """
+
+    rss: int
+    pss: int
+    processes: int
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (``/proc/PID/task/*/children``)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):  # gone meanwhile
+                pending += [int(child) for child in task.read_text().split()]
+    return found
+
+
+def memory(pid: int, *, tree: bool = True) -> Memory:
+    """The :class:`Memory` of ``pid`` now, with its descendants unless ``tree`` is False (processes
+    that exit meanwhile count 0)."""
+    rss = pss = count = 0
+    for process in descendants(pid) if tree else [pid]:
+        try:
+            rss += _field_kb(Path(f"/proc/{process}/status").read_text(), "VmRSS:") * 1024
+            pss += _field_kb(Path(f"/proc/{process}/smaps_rollup").read_text(), "Pss:") * 1024
+            count += 1
+        except OSError:
+            continue
+    return Memory(rss, pss, count)
+
+
+def _field_kb(text: str, name: str) -> int:
+    for line in text.splitlines():
+        if line.startswith(name):
+            return int(line.split()[1])
+    return 0
+
+
 class Processes:
     """A temporary directory, a private Redis server and the workers started in it.
 
@@ -135,6 +232,7 @@ class Processes:
         self.ready_dir.mkdir()
         self.redis = RedisServer(self.tmp / "redis")
         self.workers: list[Worker] = []
+        self.servers: list[ApiServer] = []
 
     def __enter__(self) -> Processes:
         # A SIGTERM (timeout, CI) must still stop the workers and the server: run __exit__.
@@ -146,6 +244,8 @@ class Processes:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
+        for server in self.servers:
+            server.kill() if kind is not None else server.stop()
         for worker in self.workers:
             worker.kill() if kind is not None else worker.stop()
         self.redis.stop()
@@ -206,6 +306,22 @@ class Processes:
         worker = Worker(name, hostname, process, log, self.ready_dir / hostname)
         self.workers.append(worker)
         return worker.wait_ready() if wait else worker
+
+    def api(self, name: str, env: Mapping[str, str], *, python: str = sys.executable, wait: bool = True) -> ApiServer:
+        """Start ``python -m orchestrator api`` on a free port with ``env`` (the ``ORCH_*`` settings),
+        as ``tests/api/conftest.py`` does: uvicorn, one process, its default (INFO) logs to a file."""
+        port = free_port()
+        log = self.tmp / f"{name}.log"
+        command = [python, "-m", "orchestrator", "api", "--host", "127.0.0.1", "--port", str(port)]
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("ORCH_", "BENCH_", "DIRECTOR_"))}
+        full_env.update(env)
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=full_env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        server = ApiServer(f"http://127.0.0.1:{port}", process, log)
+        self.servers.append(server)
+        return server.wait_healthy() if wait else server
 
 
 def _raise_exit(signum: int, frame: object) -> None:

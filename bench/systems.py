@@ -135,6 +135,30 @@ class Ours:
             time.sleep(poll)
         return self.store.runs.get(run_id)
 
+    def drop(self, run_id: str, workflow: str) -> None:
+        """Delete a run's keys (they share its hash tag) and its index entries, so that the next
+        round starts from the same store (and Redis's memory figures from the same base)."""
+        keys = self.store.keys
+        pending: list[str] = []
+        for key in self.redis.scan_iter(match=f"{keys.run(run_id)}*", count=10_000):
+            pending.append(key)
+            if len(pending) >= 5_000:
+                self.redis.unlink(*pending)
+                pending = []
+        if pending:
+            self.redis.unlink(*pending)
+        self.redis.zrem(keys.runs(), run_id)
+        self.redis.zrem(keys.runs_of(workflow), run_id)
+
+    def purge(self) -> int:
+        """Drop every message waiting in our default queue (all its priority lists); returns how many."""
+        lists = self.store.keys.queue_lists(self.settings.defaults.queue)
+        pipe = self.redis.pipeline(transaction=False)
+        for name in lists:
+            pipe.llen(name)
+        pipe.delete(*lists)
+        return sum(int(n) for n in pipe.execute()[:-1])
+
     def close(self) -> None:
         self.app.close()
 
@@ -173,6 +197,17 @@ class Plain:
     def task(self, name: str) -> Any:
         """A task of ``bench.plain`` on this app (for signatures and ``apply_async``)."""
         return self.app.tasks[name]
+
+    def purge(self) -> int:
+        """Drop every message waiting in the ``plain`` queue (all its priority lists); returns how many."""
+        from bench.plain import QUEUE
+
+        lists = [QUEUE + sep for sep in ("", *(f"\x06\x16{step}" for step in (3, 6, 9)))]
+        pipe = self.redis.pipeline(transaction=False)
+        for name in lists:
+            pipe.llen(name)
+        pipe.delete(*lists)
+        return sum(int(n) for n in pipe.execute()[:-1])
 
     def close(self) -> None:
         """Collect the canvas results still subscribed to the backend while Redis is up; close pools."""

@@ -4,6 +4,7 @@ from config.settings import (
     ApiSettings,
     ApiToken,
     FlowerSettings,
+    HistorySettings,
     InvalidSettings,
     LogSettings,
     MetricsSettings,
@@ -15,13 +16,14 @@ from config.settings import (
     WorkerSettings,
     get_settings,
 )
-from config.urls import REDIS_SCHEMES, url_scheme
+from config.urls import REDIS_SCHEMES, same_redis, url_scheme
 
 __all__ = [
     "REDIS_SCHEMES",
     "ApiSettings",
     "ApiToken",
     "FlowerSettings",
+    "HistorySettings",
     "LogSettings",
     "MetricsSettings",
     "Scope",
@@ -32,5 +34,6 @@ __all__ = [
     "UiSettings",
     "WorkerSettings",
     "get_settings",
+    "same_redis",
     "url_scheme",
 ]

@@ -11,17 +11,45 @@ This package imports neither ``orchestrator`` nor ``workers``: it only describes
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from config.urls import BROKER_SCHEMES, REDIS_SCHEMES, url_problem, url_scheme
+from config.urls import BROKER_SCHEMES, REDIS_SCHEMES, history_url_problem, url_problem, url_scheme
 
 SECRETS_DIR_ENV = "ORCH_SECRETS_DIR"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _seconds(value: Any) -> Any:
+    """A duration setting as seconds: a number, or ``500ms``, ``30s``, ``5m``, ``2h``, ``7d`` as in workflow
+    files (this package imports no parser of ``orchestrator``)."""
+    if not isinstance(value, str):
+        return value
+    if (match := _DURATION.match(value)) is None:
+        raise ValueError("not a duration; write e.g. 30s, 12h, 7d or a number of seconds")
+    return float(match[1]) * _UNIT_SECONDS[match[2] or "s"]
+
+
+Duration = Annotated[float, BeforeValidator(_seconds)]
+"""Seconds; the environment may say ``7d``, ``12h``, ``30m``, ``90s``, ``500ms`` or a number."""
+WEEK = 7 * 86400.0
 
 
 class WorkerSettings(BaseModel):
@@ -155,6 +183,32 @@ class UiSettings(BaseModel):
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="How long a UI login lasts.")
 
 
+class HistorySettings(BaseModel):
+    """Durable run history in PostgreSQL (on when ``ORCH_HISTORY_URL`` is set; docs/history.md)."""
+
+    export_in_api: bool = Field(
+        default=True,
+        description="`orchestrator api` runs the exporter in a background thread (a lock lets one process "
+        "work at a time); false: run `orchestrator history export` instead.",
+    )
+    batch_size: int = Field(default=200, ge=1, le=5000, description="Finished runs written per transaction.")
+    poll_interval: float = Field(
+        default=1.0, gt=0, le=3600, description="Seconds the exporter waits when no finished run is waiting."
+    )
+    lock_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="Seconds the exporter's lock lives without renewal (renewed every batch): when an exporter "
+        "dies, another takes over after this.",
+    )
+    migrate: Literal["auto", "check"] = Field(
+        default="auto",
+        description="At the start of `orchestrator api` and `history export`: auto upgrades the schema to "
+        "this version's, check refuses to start until `orchestrator history migrate` has run.",
+    )
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it with :func:`get_settings` and pass it down explicitly."""
 
@@ -191,6 +245,11 @@ class Settings(BaseSettings):
     )
     flower_basic_auth: SecretStr | None = None
     sentry_dsn: SecretStr | None = Field(default=None, description="Sentry's DSN; unset: nothing is sent.")
+    history_url: SecretStr | None = Field(
+        default=None,
+        description="PostgreSQL keeping every finished run (postgresql://USER:PASSWORD@HOST:5432/DB); unset: "
+        "runs live only in Redis.",
+    )
     api_tokens: Annotated[tuple[ApiToken, ...], NoDecode] = Field(
         default=(), description="Comma-separated name:token[:scope] (scope read, submit (default) or admin)."
     )
@@ -206,6 +265,25 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     flower: FlowerSettings = Field(default_factory=FlowerSettings)
     ui: UiSettings = Field(default_factory=UiSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
+    run_retention: Duration = Field(
+        default=WEEK,
+        ge=1,
+        description="How long a finished run's keys stay in Redis (a workflow's `retention:` says otherwise for "
+        "its runs); then the workers' janitor removes them (after the history export, with ORCH_HISTORY_URL).",
+    )
+    submission_ttl: Duration = Field(
+        default=WEEK,
+        ge=1,
+        description="How long a submission's idempotency key (the API's `idempotency_key`, webhook deliveries, "
+        "schedule ticks, sensor edges) answers with the run it started; a repeat after this starts a new run.",
+    )
+    idempotency_ttl: Duration = Field(
+        default=WEEK,
+        ge=1,
+        description="How long the record of a step's `idempotency_key` (and the output it recorded) is kept; "
+        "a delivery with the key after this runs the side effect again.",
+    )
 
     @field_validator("task_modules", mode="before")
     @classmethod
@@ -263,6 +341,13 @@ class Settings(BaseSettings):
             raise ValueError(problem)
         return value
 
+    @field_validator("history_url")
+    @classmethod
+    def _check_history_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (problem := history_url_problem(value.get_secret_value())) is not None:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _check_consistency(self) -> Self:
         if self.worker.visibility_timeout <= self.defaults.timeout:
@@ -290,6 +375,11 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no broker is configured: the embedded Redis is used."""
         return self.broker_url is None
+
+    @property
+    def history_enabled(self) -> bool:
+        """True when ``ORCH_HISTORY_URL`` is set: finished runs are written to PostgreSQL."""
+        return self.history_url is not None
 
     @property
     def resolved_store_url(self) -> str | None:

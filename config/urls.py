@@ -62,3 +62,51 @@ def _socket_problem(parts: SplitResult) -> str | None:
     if not database.isdigit():
         return "has a database (?db=) that is not a number"
     return None
+
+
+def same_redis(broker_url: str, store_url: str) -> bool:
+    """Whether the broker and the run store are one database of one Redis server.
+
+    Then the store may push step messages onto the broker's queues inside its own scripts. A
+    unix socket is spelled ``redis+socket://`` by kombu and ``unix://`` by redis-py; host, port
+    (6379 unless given) and database (0 unless given) are compared, user and password are not.
+    """
+    return _server(broker_url) is not None and _server(broker_url) == _server(store_url)
+
+
+def _server(url: str) -> tuple[str, ...] | None:
+    scheme = url_scheme(url)
+    if scheme not in REDIS_SCHEMES:
+        return None
+    if scheme == "sentinel":
+        return (scheme, url.rsplit("@", 1)[-1])
+    if scheme in ("unix", "redis+socket"):
+        parts = urlsplit("unix://" + url.split("://", 1)[1])
+        return ("unix", parts.path, parse_qs(parts.query).get("db", ["0"])[0])
+    parts = urlsplit(url)
+    database = parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0]
+    return (scheme, (parts.hostname or "").lower(), str(parts.port or 6379), database)
+
+
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
+"""URL schemes of the history database (PostgreSQL, through psycopg 3)."""
+
+
+def history_url_problem(url: str) -> str | None:
+    """What is wrong with ``ORCH_HISTORY_URL``, or None; never quoting the URL (it may hold a password).
+
+    A unix socket is ``postgresql:///DBNAME?host=/run/postgresql``: no host in the URL is fine,
+    libpq's defaults apply.
+    """
+    scheme = url_scheme(url)
+    if scheme not in POSTGRES_SCHEMES:
+        shown = f"scheme {scheme}://" if scheme else "no scheme"
+        return f"has {shown}; write postgresql://USER:PASSWORD@HOST:5432/DATABASE"
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        return "has a port that is not a number from 1 to 65535"
+    if "/" in parts.path.strip("/"):
+        return "names a database with a '/' in it: write postgresql://HOST:PORT/DATABASE"
+    return None

@@ -58,7 +58,7 @@ def submit(
 
 
 def get(run_id: str, *, settings: Settings | None = None) -> RunRecord:
-    """The run record, read from the run store.
+    """The run record, read from the run store (or the durable history, once retention removed it).
 
     Raises:
         RunNotFound: no run with that id.
@@ -67,4 +67,4 @@ def get(run_id: str, *, settings: Settings | None = None) -> RunRecord:
     from orchestrator.services import services
 
     with services(settings) as svc:
-        return svc.coordinator.get(run_id)
+        return svc.runs.get(run_id)

@@ -11,21 +11,27 @@ import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from celery import Celery
 from celery.utils.imports import symbol_by_name
 
-from config import REDIS_SCHEMES, Settings, get_settings, url_scheme
+from config import REDIS_SCHEMES, Settings, get_settings, same_redis, url_scheme
 from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.embedded import EmbeddedRedis
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.observers import Observers
 from orchestrator.errors import ConfigurationError
+from orchestrator.history import Exporter, RunCatalog
 from orchestrator.observability.backlog import BacklogCollector
 from orchestrator.observability.events import LogObserver
 from orchestrator.plan.policy import base_policy
 from orchestrator.store import Keys, RedisRunStore, redis_client
+from orchestrator.store.keys import PRIORITY_STEPS
+
+if TYPE_CHECKING:
+    from orchestrator.history.postgres import History
 
 
 def load_app(settings: Settings, broker_url: str | None = None, store_url: str | None = None) -> Celery:
@@ -81,7 +87,27 @@ class Services:
     embedded: EmbeddedRedis | None
     observers: Observers
     """Told of every state change this process makes (logs, metrics, Sentry add theirs)."""
+    history: History | None = None
+    """The durable history (``ORCH_HISTORY_URL``), None when it is not configured."""
     _registry: WorkflowRegistry | None = None
+
+    @property
+    def runs(self) -> RunCatalog:
+        """Runs to read: the hot store first, the history after retention removed them."""
+        return RunCatalog(self.store.runs, self.store.archive, self.history.reader if self.history else None)
+
+    def exporter(self) -> Exporter:
+        """The exporter from the archive queue to the history.
+
+        Raises:
+            ConfigurationError: ``ORCH_HISTORY_URL`` is not set.
+        """
+        if self.history is None:
+            raise ConfigurationError("set ORCH_HISTORY_URL=postgresql://USER:PASSWORD@HOST/DB to keep run history")
+        options = self.settings.history
+        return Exporter(
+            self.store.archive, self.history.writer, batch_size=options.batch_size, lock_seconds=options.lock_seconds
+        )
 
     def registry(self) -> WorkflowRegistry:
         """The workflows of ``ORCH_WORKFLOWS_DIR``, read again when a file there changed."""
@@ -117,6 +143,21 @@ def backlog(
     return BacklogCollector(broker, lists, store.redis, keys.dead_letter_index())
 
 
+def shares_store(app: Celery, store_url: str, keys: Keys) -> bool:
+    """Whether ``app``'s broker is the run store's Redis with our key layout: its queues are
+    ``keys.queue_list(...)`` in the store's own database, so the store may push onto them.
+
+    That is the broker URL naming the store's server and database, kombu's ``global_keyprefix``
+    being our broker prefix, and its priority steps kombu's defaults (as :mod:`orchestrator.store.keys` assumes).
+    """
+    options = app.conf.broker_transport_options or {}
+    return (
+        same_redis(str(app.conf.broker_url or ""), store_url)
+        and options.get("global_keyprefix") == keys.broker_prefix()
+        and tuple(options.get("priority_steps", PRIORITY_STEPS)) == PRIORITY_STEPS
+    )
+
+
 def workflow_queues(registry: WorkflowRegistry) -> set[str]:
     """The queues the registered workflows name (their defaults and their steps)."""
     names: set[str] = set()
@@ -137,8 +178,8 @@ def services(settings: Settings | None = None) -> Iterator[Services]:
         stack.callback(app.close)
         client = redis_client(store_url, sentinel_master=settings.sentinel_master)
         stack.callback(client.close)
-        store = RedisRunStore(client, Keys(settings.key_prefix))
-        dispatcher = CeleryDispatcher(app)
+        store = RedisRunStore(client, Keys(settings.key_prefix), submission_ttl=settings.submission_ttl)
+        dispatcher = CeleryDispatcher(app, shares_store=shares_store(app, store_url, store.keys))
         observers = Observers(LogObserver())
         coordinator = Coordinator(
             store,
@@ -146,5 +187,26 @@ def services(settings: Settings | None = None) -> Iterator[Services]:
             base_policy=base_policy(settings.defaults),
             lease_seconds=settings.worker.lease,
             observers=observers,
+            archive=settings.history_enabled,
+            retention=settings.run_retention,
         )
-        yield Services(settings, app, store, dispatcher, coordinator, embedded, observers)
+        history = stack.enter_context(open_history(settings))
+        yield Services(settings, app, store, dispatcher, coordinator, embedded, observers, history)
+
+
+@contextlib.contextmanager
+def open_history(settings: Settings) -> Iterator[History | None]:
+    """The history database of ``ORCH_HISTORY_URL`` (None when unset), closed afterwards.
+
+    Nothing connects until it is used; SQLAlchemy and psycopg are imported only when it is set.
+    """
+    if settings.history_url is None:
+        yield None
+        return
+    from orchestrator.history.postgres import History
+
+    history = History.open(settings.history_url.get_secret_value())
+    try:
+        yield history
+    finally:
+        history.close()

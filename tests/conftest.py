@@ -1,7 +1,9 @@
 """Shared fixtures: a real Redis for every test that touches state, each test in its own namespace.
 
-Redis is expected on 127.0.0.1:6379 (``ORCH_TEST_REDIS_URL`` overrides). When it is not
-reachable, tests that need it are skipped, except under ``CI=true`` where they fail.
+Redis is expected on 127.0.0.1:6379 (``ORCH_TEST_REDIS_URL`` overrides), PostgreSQL (the
+history's tests) on 127.0.0.1:5432 with trust auth (``ORCH_TEST_POSTGRES_URL``), a database per
+test run. When either is not reachable, tests that need it are skipped, except under ``CI=true``
+where they fail.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
+import psycopg
 import pytest
 from redis import Redis
 
@@ -50,6 +55,69 @@ def redis_client(redis_url: str) -> Iterator[Redis]:
     client = Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+# --- PostgreSQL (the durable history) ---------------------------------------------------------------
+
+POSTGRES_URL = os.environ.get("ORCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""A server where the tests may create and drop databases (trust auth on the CI machine)."""
+
+
+def _postgres_admin() -> psycopg.Connection[Any] | None:
+    for url in (POSTGRES_URL, POSTGRES_URL.replace("//postgres@", "//root@", 1)):
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=3)
+        except psycopg.Error:
+            continue
+    return None
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL server for tests: :meth:`database` makes a database of its own, dropped at the end."""
+
+    admin: psycopg.Connection[Any]
+    made: list[str] = field(default_factory=list)
+
+    def database(self) -> str:
+        """A new empty database; its URL (psycopg 3 through SQLAlchemy)."""
+        name = f"orch_test_{uuid.uuid4().hex[:12]}"
+        self.admin.execute(f'CREATE DATABASE "{name}"')
+        self.made.append(name)
+        info = self.admin.info
+        return f"postgresql://{info.user}@{info.host}:{info.port}/{name}"
+
+    def drop_all(self) -> None:
+        for name in self.made:
+            self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        self.admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """The test PostgreSQL (skips the test, or fails it under CI, when it is down); databases it made
+    are dropped when the session ends. ``.ci/services`` starts it."""
+    admin = _postgres_admin()
+    if admin is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}; .ci/services starts it")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    server = Postgres(admin)
+    yield server
+    server.drop_all()
+
+
+@pytest.fixture(scope="session")
+def history_url(postgres: Postgres) -> str:
+    """The test run's history database, migrated to the current schema (tests stay apart by run id)."""
+    from orchestrator.history import schema
+    from orchestrator.history.database import history_engine
+
+    url = postgres.database()
+    engine = history_engine(url)
+    schema.upgrade(engine)
+    engine.dispose()
+    return url
 
 
 # Real-process fixtures (workers, private redis-servers) for every suite that needs them.

@@ -29,6 +29,7 @@ WEB = {
     "orchestrator.triggers",
     "orchestrator.analysis",
     "orchestrator.observability",
+    "orchestrator.history",
     "orchestrator.services",
 }
 """What the composition roots of the web layer (the API, the UI) may import below them."""
@@ -43,6 +44,8 @@ ALLOWED: dict[str, set[str]] = {
     "orchestrator.analysis": {"orchestrator.definition", "orchestrator.plan", "orchestrator.engine"},
     "orchestrator.dev": {"config"},
     "orchestrator.observability": {"config", "orchestrator.definition", "orchestrator.engine"},
+    # The durable history: the engine's protocols and records only (the store reaches it through them).
+    "orchestrator.history": {"orchestrator.definition", "orchestrator.plan", "orchestrator.engine"},
     # The web layer: the API mounts the UI (app.py), the UI uses the API's auth and error shape.
     "orchestrator.api": WEB | {"orchestrator.ui"},
     "orchestrator.ui": WEB | {"orchestrator.api"},

@@ -26,6 +26,7 @@ from orchestrator.errors import ConfigurationError, StepTimeout, UnknownTask
 from orchestrator.observability.events import LogObserver, dead_lettered
 from orchestrator.observability.metrics import DEAD_LETTERS
 from orchestrator.plan.policy import base_policy
+from orchestrator.services import shares_store
 from orchestrator.store import Keys, RedisRunStore, redis_client
 from workers.celery_config import celery_config
 from workers.leases import LeaseKeeper
@@ -85,8 +86,8 @@ class Runtime:
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.redis = redis_client(store_url, sentinel_master=settings.sentinel_master)
-        self.store = RedisRunStore(self.redis, self.keys)
-        self.dispatcher = CeleryDispatcher(app)
+        self.store = RedisRunStore(self.redis, self.keys, submission_ttl=settings.submission_ttl)
+        self.dispatcher = CeleryDispatcher(app, shares_store=shares_store(app, store_url, self.keys))
         self.observers = Observers(LogObserver())
         """Told of every state change this process makes: logs, metrics and Sentry add theirs."""
         self.coordinator = Coordinator(
@@ -95,6 +96,8 @@ class Runtime:
             base_policy=base_policy(settings.defaults),
             lease_seconds=settings.worker.lease,
             observers=self.observers,
+            archive=settings.history_enabled,  # schedules' and sensors' runs join the history too
+            retention=settings.run_retention,
         )
         self.leases = LeaseKeeper(self.store.leases, settings.worker.lease)
         observe_sentry(self.observers, settings, self.store.runs.get, app)  # with ORCH_SENTRY_DSN
@@ -104,7 +107,7 @@ class Runtime:
             self.leases,
             CeleryTasks(app),
             lease_seconds=settings.worker.lease,
-            key_ttl=settings.worker.result_expires,
+            key_ttl=settings.idempotency_ttl,
             is_shutdown=is_shutdown,
         )
 

@@ -9,6 +9,9 @@ down (restarted, or unreachable from this worker), no lease was renewed, and the
 are alive renew theirs within a third of a lease once it is back. So the sweeper judges nothing
 until Redis has been up, and reachable from this worker, for a whole lease; recovering at once
 would run every step that was in flight a second time, its side effect too.
+
+The same sweep, under the same lock, runs retention's janitor: the finished runs whose retention is
+over lose their keys, a bounded batch per sweep (:mod:`orchestrator.store.retention`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Calls :meth:`orchestrator.engine.coordinator.Coordinator.recover` every ``sweep_interval`` seconds."""
+    """Calls :meth:`orchestrator.engine.coordinator.Coordinator.recover` and the retention janitor
+    (:meth:`orchestrator.store.retention.RedisRetention.sweep`) every ``sweep_interval`` seconds."""
 
     requires = {"celery.worker.components:Timer"}
 
@@ -46,6 +50,7 @@ class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
         try:
             if time.monotonic() < self.quiet_until or not leases.take_sweep(f"{os.getpid()}", interval):
                 return
+            self.expire(runtime)
             if leases.server_uptime() < lease:
                 return  # restarted within a lease: live executions may not have renewed yet
             count = runtime.coordinator.recover()
@@ -54,6 +59,21 @@ class Sweeper(bootsteps.StartStopStep):  # type: ignore[misc]
         except Exception:  # never let the timer die
             self.quiet_until = time.monotonic() + lease
             log.exception("lease sweep failed; judging no lease for %gs after Redis is back", lease)
+
+    def expire(self, runtime: Runtime) -> None:
+        """Remove finished runs whose retention is over; a failure here never stops the lease sweep."""
+        try:
+            swept = runtime.store.retention.sweep()
+        except Exception:
+            log.exception("retention sweep failed; the runs it had due are removed by a later sweep")
+            return
+        if swept.removed or swept.postponed:
+            log.info(
+                "retention removed %d finished runs (%d keys); %d due wait for the history export",
+                swept.removed,
+                swept.keys,
+                swept.postponed,
+            )
 
     def stop(self, worker: Any) -> None:
         if self.timer_ref is not None:

@@ -1,4 +1,4 @@
-"""The API application: routes, the one error shape, limits, metrics, and its connections.
+"""The API application: routes, the one error shape, limits, metrics, server timing, and its connections.
 
 :func:`create_api` builds the FastAPI app; its lifespan connects the store and the broker
 (:func:`orchestrator.services.services`) when the server starts and closes them when it stops.
@@ -12,12 +12,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request, Response
 from prometheus_client import REGISTRY
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings, get_settings
 from orchestrator.api import health, hooks, problems, runs, workflows
+from orchestrator.history import Background
 from orchestrator.observability.logs import configure_logging
 from orchestrator.observability.metrics import API_LATENCY, API_REQUESTS
 from orchestrator.observability.recorder import MetricsRecorder
@@ -76,6 +79,32 @@ class BodyLimit:
         return f"the body is larger than {self.max_bytes} bytes (ORCH_API__MAX_BODY_BYTES)"
 
 
+class ServerTiming:
+    """Add ``Server-Timing: app;dur=<ms>`` to every HTTP answer: the milliseconds from the request's
+    arrival at the app to the start of its answer (every middleware, the route and its Redis calls;
+    not the network, nor uvicorn's parsing). Browsers' developer tools show it; ``bench/submit.py``
+    reads it. A long-poll's wait is part of it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = (time.perf_counter() - started) * 1000
+                message.setdefault("headers", [])
+                MutableHeaders(scope=message).append("Server-Timing", f"app;dur={elapsed:.3f}")
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
 def create_api(settings: Settings | None = None) -> FastAPI:
     """The API app for these settings (by default the environment's)."""
     settings = settings or get_settings()
@@ -90,9 +119,14 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             broker = str(svc.app.conf.broker_url)
             collector = backlog(settings, svc.store, broker, lambda: workflow_queues(svc.registry()))
             REGISTRY.register(collector)  # on /metrics beside the API's own metrics
+            exporter = None
+            if svc.history is not None and settings.history.export_in_api:
+                exporter = Background(svc.exporter(), settings.history.poll_interval).start()
             try:
                 yield
             finally:
+                if exporter is not None:
+                    await anyio.to_thread.run_sync(exporter.stop)
                 REGISTRY.unregister(collector)
 
     app = FastAPI(
@@ -130,6 +164,7 @@ def create_api(settings: Settings | None = None) -> FastAPI:
         return response
 
     app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(ServerTiming)  # added last, so outermost: it times the other middleware too
     return app
 
 

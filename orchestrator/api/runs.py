@@ -73,18 +73,21 @@ async def get_run(
         str | None, Query(description="Long-poll: answer when the run ends, or after this long (30s, 500ms).")
     ] = None,
 ) -> RunRecord:
-    """The run record; with ``wait``, held until the run ends or the wait runs out (at most ``ORCH_API__MAX_WAIT``)."""
+    """The run record; with ``wait``, held until the run ends or the wait runs out (at most ``ORCH_API__MAX_WAIT``).
+
+    A run retention removed from Redis is read from the history (``ORCH_HISTORY_URL``).
+    """
     svc = services(request)
     if wait is not None:
         deadline = time.monotonic() + _wait(wait, request.app.state.settings.api.max_wait)
         pause = POLL_FIRST
         while True:
-            _, status = await anyio.to_thread.run_sync(svc.store.runs.plan_of, run_id)
-            if RunStatus(status).finished or time.monotonic() >= deadline:
+            status = await anyio.to_thread.run_sync(svc.runs.status, run_id)
+            if status.finished or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
             pause = min(pause * 2, POLL_LONGEST)
-    return await anyio.to_thread.run_sync(svc.coordinator.get, run_id)
+    return await anyio.to_thread.run_sync(svc.runs.get, run_id)
 
 
 def _wait(text: str, longest: float) -> float:
@@ -101,16 +104,32 @@ def list_runs(
     workflow: Annotated[str | None, Query(max_length=200)] = None,
     status: RunStatus | None = None,
     trigger: Trigger | None = None,
-    since: Annotated[str | None, Query(description="An ISO-8601 time, or a duration ago (1h).")] = None,
+    actor: Annotated[
+        str | None, Query(max_length=300, description="Only runs started by exactly this actor (`token:svc`).")
+    ] = None,
+    since: Annotated[
+        str | None, Query(description="Runs created at or after: an ISO-8601 time, or a duration ago (1h).")
+    ] = None,
+    until: Annotated[
+        str | None, Query(description="Runs created before: an ISO-8601 time, or a duration ago (1h).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
     next: Annotated[str | None, Query(max_length=300, description="The `next` of the previous page.")] = None,
 ) -> RunPageResponse:
-    """Runs without their steps, filtered; follow ``next`` for more."""
-    try:
-        moment = parse_moment(since, time.time()) if since is not None else None
-    except ValueError as exc:
-        raise InvalidArgument(str(exc), "since") from None
-    page = services(request).store.runs.page(RunQuery(workflow, status, trigger, moment, limit, next))
+    """Runs without their steps, filtered; follow ``next`` for more.
+
+    The hot store's runs and, with ``ORCH_HISTORY_URL``, the history's, newest first in one list.
+    A page may hold fewer than ``limit`` runs and still have a ``next``.
+    """
+    now = time.time()
+    moments: dict[str, float | None] = {}
+    for name, text in (("since", since), ("until", until)):
+        try:
+            moments[name] = parse_moment(text, now) if text is not None else None
+        except ValueError as exc:
+            raise InvalidArgument(str(exc), name) from None
+    query = RunQuery(workflow, status, trigger, moments["since"], limit, next, actor, moments["until"])
+    page = services(request).runs.page(query)
     return RunPageResponse(runs=page.runs, next=page.next)
 
 
@@ -138,5 +157,5 @@ def events(
     # The pattern keeps to ASCII digits (``\d`` takes any script's); Redis also refuses parts past 64 bits.
     if after is not None and any(int(part) >= 2**64 for part in after.split("-")):
         raise InvalidArgument(f"{after!r} is not an event id: each part is below 2**64", "after")
-    found = services(request).store.runs.history(run_id, after or "-", limit)
+    found = services(request).runs.events(run_id, after or "-", limit)
     return EventPage(events=found, next=found[-1].id if len(found) == limit else None)

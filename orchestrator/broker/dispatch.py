@@ -4,16 +4,18 @@ The coordinator is given a Celery app (it never imports the worker package) and 
 task by name. The messages of one call go out in one round trip, not one each as ``celery.group``
 does (celery#1803).
 
-On Redis, each message is built by Celery's own ``amqp.as_task_v2`` and kombu's channel and the
-lot is ``LPUSH``ed in one pipeline: the bytes ``send_task`` would publish, without its per-message
-overhead (routing, ``saferepr`` of the arguments, declarations, a retry wrapper, and one
-``task-sent`` event message each), which made a 10,000-item fan-out slower than a plain
-``celery.group``. With ``task_send_sent_event`` on, the call's ``task-sent`` events go out as one
-``task.multi`` event message, the form Celery's workers use for buffered task events. The
-``before/after_task_publish`` signals are not sent for step messages (nothing here connects
-them). A failed pipeline raises like ``send_task`` does; the run store's outbox re-publishes
-whatever may not have gone out, and claims drop the duplicates. Other brokers go through
-``send_task`` inside one kombu batch.
+On Redis, each message is built by :mod:`orchestrator.broker.protocol` (the bytes ``send_task``
+would publish, Celery's protocol 2 in kombu's envelope) and the lot is ``LPUSH``ed in one
+pipeline per batch, without ``send_task``'s per-message overhead (routing, ``saferepr`` of the
+arguments, declarations, a retry wrapper, and one ``task-sent`` event message each), which made a
+10,000-item fan-out slower than a plain ``celery.group``. When the broker is the run store's own
+Redis, the store pushes the messages a completion fires itself, inside its script
+(:meth:`CeleryDispatcher.outbound`): one round trip per step fewer. With ``task_send_sent_event``
+on, a call's ``task-sent`` events go out as one ``task.multi`` event message, the form Celery's
+workers use for buffered task events. The ``before/after_task_publish`` signals are not sent for
+step messages (nothing here connects them). A failed pipeline raises like ``send_task`` does; the
+run store's outbox re-publishes whatever may not have gone out, and claims drop the duplicates.
+Other brokers go through ``send_task`` inside one kombu batch.
 
 Both paths publish a step as Flower should show it: under its real task name (``shadow``, e.g.
 ``demo.fetch``, from :class:`~orchestrator.engine.ports.Delivery`) with ``argsrepr``/``kwargsrepr``
@@ -33,11 +35,11 @@ from celery import Celery
 from celery.events import Event
 from celery.utils.time import utcoffset
 from kombu.exceptions import BatchPublishError, OperationalError
-from kombu.utils.uuid import uuid
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from orchestrator.engine.ports import Delivery
+from orchestrator.broker import protocol
+from orchestrator.engine.ports import Delivery, Outbound
 from orchestrator.engine.unit import STEP_TASK
 from orchestrator.errors import ServiceUnavailable
 from orchestrator.store.connections import unreachable
@@ -45,11 +47,20 @@ from orchestrator.store.dead_letters import DeadLetter
 
 
 class CeleryDispatcher:
-    """The :class:`~orchestrator.engine.ports.Dispatcher` over a Celery app: any broker, a fast path on Redis."""
+    """The :class:`~orchestrator.engine.ports.Dispatcher` over a Celery app: any broker, a fast path on Redis.
 
-    def __init__(self, app: Celery, batch_size: int = 1000) -> None:
+    Args:
+        app: The Celery app whose broker the messages go to.
+        batch_size: Messages per pipeline on Redis.
+        shares_store: The broker is the run store's own Redis (same server, same database): the
+            store may push step messages itself, inside the script that fires them
+            (:meth:`outbound`). See :func:`shares_store`.
+    """
+
+    def __init__(self, app: Celery, batch_size: int = 1000, *, shares_store: bool = False) -> None:
         self.app = app
         self.batch_size = batch_size
+        self.shares_store = shares_store
 
     def send(self, deliveries: Sequence[Delivery]) -> list[str]:
         """Publish all deliveries; returns their task ids in order.
@@ -63,8 +74,37 @@ class CeleryDispatcher:
             channel = producer.channel
             if hasattr(channel, "create_publish_batch"):  # kombu's Redis transport
                 with producer.connection._reraise_as_library_errors():
-                    return self._send_prepared(producer, channel, deliveries)
+                    return self._push(producer, channel, deliveries)
             return self._send_tasks(producer, deliveries)
+
+    def outbound(self, deliveries: Sequence[Delivery]) -> list[Outbound] | None:
+        """The messages of these deliveries for the run store to push itself, or None when it cannot.
+
+        Only when the broker is the store's Redis: the store's completion script then pushes
+        the messages of the dependents it fires in the same atomic call (no outbox entry, no
+        publish round trip). What it pushed is reported with :meth:`pushed`.
+        """
+        if not self.shares_store:
+            return None
+        now = time.time()
+        origin = self._origin()
+        return [protocol.build(d, origin, now) for d in deliveries]
+
+    def pushed(self, messages: Sequence[Outbound]) -> None:
+        """Messages the store pushed: their ``task-sent`` events, when those are on."""
+        if messages and self.app.conf.task_send_sent_event:
+            with _reachable(), self.app.producer_or_acquire() as producer:
+                self._sent_events(producer, messages)
+
+    def _origin(self) -> protocol.Origin:
+        # As in send_task: a step sent from a running task is its child (Flower draws the tree).
+        parent = self.app.current_worker_task
+        return protocol.Origin.here(
+            self.app.thread_oid,
+            parent_id=parent.request.id if parent else None,
+            root_id=(parent.request.root_id or parent.request.id) if parent else None,
+            priority=self.app.conf.task_default_priority or 0,
+        )
 
     def _send_tasks(self, producer: Any, deliveries: Sequence[Delivery]) -> list[str]:
         """``send_task`` per message inside one kombu batch (any broker)."""
@@ -74,68 +114,40 @@ class CeleryDispatcher:
             for d in deliveries:
                 result = self.app.send_task(
                     STEP_TASK,
-                    kwargs=_kwargs(d, now),
+                    kwargs=protocol.kwargs_of(d, now),
                     queue=d.queue,
                     producer=producer,
                     argsrepr="()",
-                    kwargsrepr=_kwargsrepr(d),
-                    **_options(d),
+                    kwargsrepr=protocol.kwargsrepr(d),
+                    countdown=d.countdown,
+                    soft_time_limit=d.soft_time_limit,
+                    time_limit=d.time_limit,
+                    shadow=d.shadow,
+                    ignore_result=True,
                 )
                 ids.append(result.id)
         return ids
 
-    def _send_prepared(self, producer: Any, channel: Any, deliveries: Sequence[Delivery]) -> list[str]:
-        """Build each message as ``send_task`` does and route it through the channel's publish batch."""
-        app, conf = self.app, self.app.conf
-        amqp = app.amqp
-        # As in send_task: a step sent from a running task is its child (Flower draws the tree).
-        parent = app.current_worker_task
-        parent_id = parent.request.id if parent else None
-        root_id = (parent.request.root_id or parent.request.id) if parent else None
-        sent_events = bool(conf.task_send_sent_event)
-        priority = conf.task_default_priority or 0
-        reply_to = app.thread_oid
+    def _push(self, producer: Any, channel: Any, deliveries: Sequence[Delivery]) -> list[str]:
+        """Build each message (:mod:`~orchestrator.broker.protocol`) and ``LPUSH`` them, a pipeline per batch."""
         for queue in {d.queue for d in deliveries}:  # kombu remembers what this channel declared
-            producer.maybe_declare(amqp.queues[queue])
-        ids: list[str] = []
-        events: list[dict[str, Any]] = []
-        batch = channel.create_publish_batch(self.batch_size)  # flushes by itself every batch_size
+            producer.maybe_declare(self.app.amqp.queues[queue])
         now = time.time()
-        try:
-            for d in deliveries:
-                task_id = uuid()
-                headers, properties, body, sent = amqp.as_task_v2(
-                    task_id,
-                    STEP_TASK,
-                    kwargs=_kwargs(d, now),
-                    reply_to=reply_to,
-                    root_id=root_id,
-                    parent_id=parent_id,
-                    create_sent_event=sent_events,
-                    # str and int values only: repr() prints what saferepr would, far cheaper
-                    argsrepr="()",
-                    kwargsrepr=_kwargsrepr(d),
-                    **_options(d),
-                )
-                payload, content_type, encoding = producer._prepare(
-                    body, conf.task_serializer, None, None, conf.task_compression, headers
-                )
-                message = channel.prepare_message(
-                    payload, priority, content_type, encoding, headers, dict(properties, delivery_mode=2)
-                )
-                batch.publish(message, exchange="", routing_key=d.queue)  # celery's anon-exchange routing
-                ids.append(task_id)
-                if sent:
-                    events.append(dict(sent, queue=d.queue, exchange="", routing_key=d.queue))
-            if events:
-                self._sent_events(producer, channel, batch, events)
-            batch.flush()
-        finally:
-            batch.close()
-        return ids
+        origin = self._origin()
+        messages = [protocol.build(d, origin, now) for d in deliveries]
+        with channel.conn_or_acquire() as client:  # kombu's client: it adds the global key prefix
+            for start in range(0, len(messages), self.batch_size):
+                pipe = client.pipeline(transaction=False)
+                for m in messages[start : start + self.batch_size]:
+                    pipe.lpush(channel._q_for_pri(m.queue, m.priority), m.payload)
+                pipe.execute()
+        self._sent_events(producer, messages)
+        return [m.task_id for m in messages]
 
-    def _sent_events(self, producer: Any, channel: Any, batch: Any, fields: list[dict[str, Any]]) -> None:
-        """Add the ``task-sent`` events of one call to the batch as one ``task.multi`` event message."""
+    def _sent_events(self, producer: Any, messages: Sequence[Outbound]) -> None:
+        """The ``task-sent`` events of one call as one ``task.multi`` event message, when they are on."""
+        if not messages or not self.app.conf.task_send_sent_event:
+            return
         dispatcher = self.app.amqp._event_dispatcher
         offset = utcoffset()
         events = [
@@ -145,18 +157,19 @@ class CeleryDispatcher:
                 utcoffset=offset,
                 pid=dispatcher.pid,
                 clock=dispatcher.clock.forward(),
-                **f,
+                **protocol.sent_fields(m),
             )
-            for f in fields
+            for m in messages
         ]
-        producer.maybe_declare(dispatcher.exchange)
-        payload, content_type, encoding = producer._prepare(
-            events, dispatcher.serializer, None, None, None, dict(dispatcher.headers)
+        producer.publish(
+            events,
+            exchange=dispatcher.exchange,
+            routing_key="task.multi",
+            serializer=dispatcher.serializer,
+            headers=dict(dispatcher.headers),
+            delivery_mode=dispatcher.delivery_mode,
+            declare=[dispatcher.exchange],
         )
-        message = channel.prepare_message(
-            payload, 0, content_type, encoding, dict(dispatcher.headers), {"delivery_mode": dispatcher.delivery_mode}
-        )
-        batch.publish(message, exchange=dispatcher.exchange.name, routing_key="task.multi")
 
     def revoke(self, task_ids: Sequence[str]) -> None:
         if task_ids:
@@ -179,34 +192,6 @@ class CeleryDispatcher:
                 content_encoding=letter.content_encoding or "utf-8",
                 retry=True,
             )
-
-
-def _kwargs(delivery: Delivery, now: float) -> dict[str, Any]:
-    """The step task's keyword arguments, stamped with when the message is due."""
-    kwargs = delivery.message.kwargs()
-    kwargs["due"] = round(now + (delivery.countdown or 0.0), 3)
-    return kwargs
-
-
-def _kwargsrepr(delivery: Delivery) -> str:
-    """What Flower and the task events show of a step's arguments: its run, step, item and attempt."""
-    m = delivery.message
-    shown: dict[str, Any] = {"run_id": m.run_id, "step": m.step}
-    if m.item is not None:
-        shown["item"] = m.item
-    shown["attempt"] = m.attempt
-    return repr(shown)
-
-
-def _options(delivery: Delivery) -> dict[str, Any]:
-    """The options of a step message, as ``send_task`` and ``as_task_v2`` both take them."""
-    return {
-        "countdown": delivery.countdown,
-        "soft_time_limit": delivery.soft_time_limit,
-        "time_limit": delivery.time_limit,
-        "shadow": delivery.shadow,
-        "ignore_result": True,
-    }
 
 
 @contextmanager

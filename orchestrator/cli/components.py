@@ -21,7 +21,7 @@ from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.dev.embedded import EmbeddedRedis
 from orchestrator.dev.inprocess import InProcessWorker
 from orchestrator.errors import ConfigurationError
-from orchestrator.services import services
+from orchestrator.services import open_history, services
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -82,8 +82,15 @@ def api(
     port: Annotated[int | None, typer.Option(help="Port to listen on (default ORCH_API__PORT).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 1,
 ) -> None:
-    """Serve the HTTP API with uvicorn (OpenAPI at /openapi.json)."""
+    """Serve the HTTP API with uvicorn (OpenAPI at /openapi.json).
+
+    With ORCH_HISTORY_URL set, the history's schema is checked (or upgraded) first, and the API
+    exports finished runs to it in the background (ORCH_HISTORY__EXPORT_IN_API).
+    """
     settings = get_settings()
+    with open_history(settings) as history:  # refuse to start on a history it cannot use: say why now
+        if history is not None:
+            history.ensure_schema(settings.history.migrate)
     uvicorn.run(
         "orchestrator.api.app:factory",
         factory=True,

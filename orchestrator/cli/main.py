@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from orchestrator.cli import components, deadletters, definitions, runs, schedules, sensors
+from orchestrator.cli import components, deadletters, definitions, history, runs, schedules, sensors, store
 from orchestrator.cli.console import Commands
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ components.register(app)
 deadletters.register(app)
 schedules.register(app)
 sensors.register(app)
+history.register(app)
+store.register(app)
 
 
 def main() -> None:

@@ -101,7 +101,7 @@ def _table(record: RunRecord) -> Table:
 
 def _follow(svc: Services, run_id: str, timeout: float | None, show: bool) -> RunRecord:
     deadline = None if timeout is None else time.monotonic() + timeout
-    record = svc.coordinator.get(run_id)
+    record = svc.runs.get(run_id)  # an ended run retention removed is read from the history
     live = Live(_table(record), console=err, refresh_per_second=8, transient=True) if show else None
     with live or contextlib.nullcontext():
         while not record.status.finished:
@@ -176,7 +176,7 @@ def status(
 ) -> None:
     """Print a run's record."""
     with services() as svc:
-        record = _follow(svc, run_id, None, show=err.is_terminal) if watch else svc.coordinator.get(run_id)
+        record = _follow(svc, run_id, None, show=err.is_terminal) if watch else svc.runs.get(run_id)
         if as_json:
             out.print(record.model_dump_json(indent=2), markup=False, emoji=False)
         else:
@@ -187,26 +187,43 @@ def runs(
     workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
     status: Annotated[RunStatus | None, typer.Option(help="Only runs with this status.")] = None,
     trigger: Annotated[Trigger | None, typer.Option(help="Only runs started this way.")] = None,
+    actor: Annotated[
+        str | None, typer.Option(help="Only runs started by this actor, exactly (token:svc, user:ana).")
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Only runs created since: an ISO time, or a duration ago (1h).")
     ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only runs created before: an ISO time, or a duration ago (1h).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    after: Annotated[
+        str | None, typer.Option(help="Continue a list: the cursor the previous one printed on stderr.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """List runs, newest first."""
-    try:
-        moment = parse_moment(since, time.time()) if since is not None else None
-    except ValueError as exc:
-        raise InvalidArgument(f"--since: {exc}", "since") from None
+    """List runs, newest first: the hot store's, then the history's (ORCH_HISTORY_URL)."""
+    now = time.time()
+    moments: dict[str, float | None] = {}
+    for name, text in (("since", since), ("until", until)):
+        try:
+            moments[name] = parse_moment(text, now) if text is not None else None
+        except ValueError as exc:
+            raise InvalidArgument(f"--{name}: {exc}", name) from None
     found: list[RunSummary] = []
-    query = RunQuery(workflow, status, trigger, moment, limit)
+    cursor = after
     with services() as svc:
         while len(found) < limit:
-            page = svc.store.runs.page(query)
+            query = RunQuery(
+                workflow, status, trigger, moments["since"], limit - len(found), cursor, actor, moments["until"]
+            )
+            page = svc.runs.page(query)
             found += page.runs
-            if page.next is None:
+            cursor = page.next
+            if cursor is None:
                 break
-            query = RunQuery(workflow, status, trigger, moment, limit - len(found), page.next)
+    if cursor is not None:
+        err.print(f"next page: --after {cursor}", markup=False, highlight=False)
     if as_json:
         out.print(json.dumps([r.model_dump(mode="json") for r in found], indent=2), markup=False, emoji=False)
         return

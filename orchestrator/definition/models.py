@@ -261,6 +261,23 @@ class Sensor(Model):
     params: dict[str, JsonValue] = Field(default_factory=dict)
 
 
+MIN_RETENTION = 1.0
+"""The shortest ``retention``: a run's record stays readable for at least a second after it ended."""
+
+
+def _retention(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds < MIN_RETENTION:
+        raise ValueError(
+            f"{value!r} is shorter than a second; a finished run's keys must be kept at least 1s (write e.g. 1h or 7d)"
+        )
+    return seconds
+
+
+Retention = Annotated[float, BeforeValidator(_retention)]
+"""Seconds a finished run's keys are kept in Redis: a duration of at least a second."""
+
+
 class Workflow(Model):
     """A whole workflow definition."""
 
@@ -275,6 +292,8 @@ class Workflow(Model):
     steps: Annotated[dict[StepName, Step], Field(min_length=1)]
     on_failure: Hook | None = None
     on_success: Hook | None = None
+    retention: Retention | None = None
+    """Seconds its finished runs' keys are kept in Redis; unset: ``ORCH_RUN_RETENTION``."""
 
     @property
     def name(self) -> str:

@@ -23,11 +23,13 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class StepReads:
-    """What a step's references need read from the store (upstream outputs, statuses, params)."""
+    """What a step's references need read from the store (upstream outputs, statuses, params, its item)."""
 
     outputs: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
     params: bool = True
+    item: bool = False
+    """A ``for_each`` item's execution: its input, read with the claim too."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class StepInputs:
     statuses: dict[str, str]
     logical_date: str | None = None
     """The moment the run is for (a schedule's tick); None: its creation."""
+    item_json: str | None = None
+    """A ``for_each`` item's input as JSON (None: not an item, or no such item)."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,12 @@ class RunContext:
             statuses=inputs.statuses,
         )
 
+    @classmethod
+    def of_item(cls, run_id: str, inputs: StepInputs) -> RunContext:
+        """The context of a ``for_each`` item: :meth:`of`, with ``${item}`` its input."""
+        item = None if inputs.item_json is None else json.loads(inputs.item_json)
+        return cls.of(run_id, inputs).with_item(item)
+
     def with_item(self, item: Any) -> RunContext:
         return RunContext(self.run_id, self.run_date, self.workflow, self.params, self.outputs, self.statuses, item)
 
@@ -114,7 +124,7 @@ def step_reads(step: Step, *, item: bool) -> StepReads:
     refs = _references(step, for_each=not item)
     outputs = {str(r.name) for r in refs if r.root == "steps" and r.field == "output"}
     statuses = {str(r.name) for r in refs if r.root == "steps" and r.field == "status"}
-    return StepReads(tuple(sorted(outputs)), tuple(sorted(statuses)), any(r.root == "params" for r in refs))
+    return StepReads(tuple(sorted(outputs)), tuple(sorted(statuses)), any(r.root == "params" for r in refs), item)
 
 
 def _references(step: Step, *, for_each: bool) -> list[Reference]:

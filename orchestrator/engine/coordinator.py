@@ -19,7 +19,7 @@ from typing import Any
 from orchestrator.definition.models import Policy, Workflow
 from orchestrator.definition.params import resolve_params
 from orchestrator.engine.observers import Change, Observers
-from orchestrator.engine.ports import Delivery, Dispatcher, NewRun, RunStore
+from orchestrator.engine.ports import RUN_RETENTION, Delivery, Dispatcher, NewRun, RunStore
 from orchestrator.engine.records import EventKind, Outcome, RunRecord, RunStatus, StepError, Trigger
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import CancelVerdict, CompleteVerdict, Completion, ItemVerdict, RecoverVerdict
@@ -27,6 +27,8 @@ from orchestrator.errors import Deferred, RunStateError, ServiceUnavailable, Wor
 from orchestrator.plan.compiler import Plan, compile_workflow
 
 log = logging.getLogger(__name__)
+FAN_OUT_BATCH = 1000
+"""Item messages built and published at a time when a ``for_each`` step fans out."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ class Coordinator:
         lease_seconds: How long a claim or a publish guard lives without renewal.
         rand: Source of jitter in ``[0, 1)``; injectable for tests.
         observers: Told of every state change this coordinator makes (logs, metrics, Sentry).
+        archive: Mark the runs it submits for the durable history (``ORCH_HISTORY_URL`` is set).
+        retention: Seconds a finished run's keys are kept (``ORCH_RUN_RETENTION``) unless its
+            workflow says (``retention:``).
     """
 
     def __init__(
@@ -58,6 +63,8 @@ class Coordinator:
         lease_seconds: float,
         rand: Callable[[], float] = random.random,
         observers: Observers | None = None,
+        archive: bool = False,
+        retention: float = RUN_RETENTION,
     ) -> None:
         self.store = store
         self.dispatcher = dispatcher
@@ -65,6 +72,8 @@ class Coordinator:
         self.lease_seconds = lease_seconds
         self.rand = rand
         self.observe = observers if observers is not None else Observers()
+        self.archive = archive
+        self.retention = retention
 
     # --- runs --------------------------------------------------------------------------------
 
@@ -97,7 +106,15 @@ class Coordinator:
         resolved = resolve_params(workflow.params, params or {})
         plan = self.compile(workflow)
         run = NewRun(
-            uuid.uuid4().hex, plan, resolved, trigger, self.lease_seconds, started_by, logical_date=logical_date
+            uuid.uuid4().hex,
+            plan,
+            resolved,
+            trigger,
+            self.lease_seconds,
+            started_by,
+            logical_date=logical_date,
+            archive=self.archive,
+            retention=self.retention if workflow.retention is None else workflow.retention,
         )
         run_id, created = self.store.runs.create(run, idempotency_key)
         if created and self.observe:
@@ -158,7 +175,7 @@ class Coordinator:
             self.store.steps.mark_queued(run_id, reset.start, self.lease_seconds)
             self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id, epoch=reset.epoch) for s in reset.start])
         for step in reset.skip:
-            self.finish(plan, Unit(run_id, step), "", Outcome.skipped())
+            self.finish(plan, Unit(run_id, step), "", Outcome.skipped(), epoch=reset.epoch)
         return self.get(run_id)
 
     # --- step lifecycle (called by workers) ----------------------------------------------------
@@ -172,13 +189,17 @@ class Coordinator:
         *,
         attempt: int | None = None,
         cause: BaseException | None = None,
+        epoch: int | None = None,
     ) -> Completion:
         """End a step, dispatch the dependents that fire and skip those whose rule can no longer hold.
 
         Args:
             attempt: The attempt that ended it, and ``cause`` the exception that failed it, for observers.
+            epoch: The run epoch the ending execution's message was sent in, when known: the
+                dependents' messages are built for it, and when the broker is the store's Redis
+                the store pushes those that fire in the same atomic call that records the end.
         """
-        completion = self._complete(plan, unit, task_id, outcome)
+        completion = self._complete(plan, unit, task_id, outcome, epoch)
         if completion.verdict is CompleteVerdict.OK and self.observe:
             kind = EventKind(outcome.status.value)
             self.observe(
@@ -201,9 +222,11 @@ class Coordinator:
                 continue
             if current.fired:
                 fired = [StepMessage.of(Unit(unit.run_id, s), plan.plan_id, epoch=current.epoch) for s in current.fired]
-                self._send(plan, fired)
+                pushed = set(current.pushed)
+                self._publish(plan, [m for m in fired if m.step not in pushed])
+                self._queued(plan, fired)
             for step in current.skipped:
-                skipped = self._complete(plan, Unit(unit.run_id, step), "", Outcome.skipped())
+                skipped = self._complete(plan, Unit(unit.run_id, step), "", Outcome.skipped(), current.epoch)
                 if skipped.verdict is CompleteVerdict.OK:
                     self.observe(Change(EventKind.SKIPPED, unit.run_id, plan.workflow, step))
                 pending.append(skipped)
@@ -247,9 +270,11 @@ class Coordinator:
             if ended.verdict is not ItemVerdict.STALE:
                 self.observe(self._change(EventKind.FAILED, plan, message, task_id, error=error, cause=cause))
             if ended.verdict is ItemVerdict.STEP_FAILED:
-                self.finish(plan, unit.parent, ended.step_task_id, Outcome.failed(error))
+                self.finish(plan, unit.parent, ended.step_task_id, Outcome.failed(error), epoch=message.epoch)
             return "stale" if ended.verdict is ItemVerdict.STALE else "failed"
-        completion = self.finish(plan, unit, task_id, Outcome.failed(error), attempt=message.attempt, cause=cause)
+        completion = self.finish(
+            plan, unit, task_id, Outcome.failed(error), attempt=message.attempt, cause=cause, epoch=message.epoch
+        )
         return "failed" if completion.verdict is CompleteVerdict.OK else "stale"
 
     def defer(self, plan: Plan, message: StepMessage, task_id: str, deferred: Deferred) -> bool:
@@ -281,17 +306,16 @@ class Coordinator:
         if ended.verdict is ItemVerdict.ALL_DONE:
             step = message.unit.parent
             outputs = self.store.steps.item_outputs(step)
-            self.finish(plan, step, ended.step_task_id, Outcome.succeeded(outputs))
+            self.finish(plan, step, ended.step_task_id, Outcome.succeeded(outputs), epoch=message.epoch)
 
     def fan_out(self, plan: Plan, message: StepMessage, task_id: str, items: Sequence[Any]) -> None:
         """Start one message per item of a ``for_each`` step, in pipelined batches."""
         unit = message.unit
         if not items:
-            self.finish(plan, unit, task_id, Outcome.succeeded([]))
+            self.finish(plan, unit, task_id, Outcome.succeeded([]), epoch=message.epoch)
             return
         self.store.steps.start_fan_out(unit, items)
-        items_of = (Unit(unit.run_id, unit.step, i) for i in range(len(items)))
-        self._send(plan, [StepMessage.of(item, plan.plan_id, epoch=message.epoch) for item in items_of])
+        self._send_items(plan, unit, len(items), message.epoch)
         self.store.steps.fanned_out(unit, self.lease_seconds)
 
     # --- recovery ----------------------------------------------------------------------------
@@ -310,19 +334,19 @@ class Coordinator:
                 continue
             plan = self.store.runs.plan(message.plan_id)
             if recovery.verdict is RecoverVerdict.SKIP:
-                self.finish(plan, unit, "", Outcome.skipped())
+                self.finish(plan, unit, "", Outcome.skipped(), epoch=message.epoch)
             elif recovery.verdict is RecoverVerdict.REFAN:
                 log.warning("publishing the %d items of %s again: its fan-out made no progress", recovery.items, unit)
-                items = (Unit(unit.run_id, unit.step, i) for i in range(recovery.items))
-                self._send(plan, [StepMessage.of(item, plan.plan_id, epoch=message.epoch) for item in items])
+                self._send_items(plan, unit, recovery.items, message.epoch)
                 count += 1
             elif recovery.verdict is RecoverVerdict.FAN_IN:
                 log.warning("ending %s: all its items ended, and the execution ending it did not", unit)
-                self.finish(plan, unit, recovery.task_id, Outcome.succeeded(self.store.steps.item_outputs(unit)))
+                outputs = self.store.steps.item_outputs(unit)
+                self.finish(plan, unit, recovery.task_id, Outcome.succeeded(outputs), epoch=message.epoch)
             elif recovery.verdict is RecoverVerdict.FAN_FAILED:
                 error = self.store.steps.item_error(unit) or StepError(type="Failed", message="an item failed")
                 log.warning("failing %s: an item failed, and the execution failing it did not", unit)
-                self.finish(plan, unit, recovery.task_id, Outcome.failed(error))
+                self.finish(plan, unit, recovery.task_id, Outcome.failed(error), epoch=message.epoch)
             elif recovery.verdict is RecoverVerdict.POISON:
                 self.lost(plan, message, recovery.task_id, recovery.deaths)
             else:
@@ -334,11 +358,37 @@ class Coordinator:
 
     # --- internals -----------------------------------------------------------------------------
 
-    def _complete(self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome) -> Completion:
-        return self.store.steps.complete(plan, unit, task_id, outcome, lease_seconds=self.lease_seconds)
+    def _complete(self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome, epoch: int | None = None) -> Completion:
+        """Record a step's end; with the run's ``epoch`` known, hand the store its dependents' messages to push."""
+        dependents = plan.steps[unit.step].dependents
+        outbound = None
+        if epoch is not None and dependents:
+            messages = [StepMessage.of(Unit(unit.run_id, d), plan.plan_id, epoch=epoch) for d in dependents]
+            built = self.dispatcher.outbound([Delivery.of(plan, m) for m in messages])
+            outbound = None if built is None else dict(zip(dependents, built, strict=True))
+        completion = self.store.steps.complete(
+            plan, unit, task_id, outcome, lease_seconds=self.lease_seconds, outbound=outbound, epoch=epoch
+        )
+        if outbound and completion.pushed:
+            self.dispatcher.pushed([outbound[name] for name in completion.pushed])
+        return completion
 
     def _send(self, plan: Plan, messages: Sequence[StepMessage], countdown: float | None = None) -> None:
-        self.dispatcher.send([Delivery.of(plan, m, countdown) for m in messages])
+        self._publish(plan, messages, countdown)
+        self._queued(plan, messages, countdown)
+
+    def _send_items(self, plan: Plan, step: Unit, count: int, epoch: int) -> None:
+        """Publish the messages of a ``for_each`` step's items, a batch at a time: a fan-out of
+        100,000 items never holds more than :data:`FAN_OUT_BATCH` messages in memory."""
+        for start in range(0, count, FAN_OUT_BATCH):
+            units = (Unit(step.run_id, step.step, i) for i in range(start, min(start + FAN_OUT_BATCH, count)))
+            self._send(plan, [StepMessage.of(item, plan.plan_id, epoch=epoch) for item in units])
+
+    def _publish(self, plan: Plan, messages: Sequence[StepMessage], countdown: float | None = None) -> None:
+        if messages:
+            self.dispatcher.send([Delivery.of(plan, m, countdown) for m in messages])
+
+    def _queued(self, plan: Plan, messages: Sequence[StepMessage], countdown: float | None = None) -> None:
         if self.observe:
             for message in messages:
                 self.observe(self._change(EventKind.QUEUED, plan, message, None, delay=countdown))

@@ -7,7 +7,7 @@ the store is one concern: runs and plans, the transitions of steps, idempotency 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,9 +25,13 @@ from orchestrator.engine.records import (
 )
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import Cancellation, Claim, Completion, ItemEnd, Recovery, Reset, SideEffect
+from orchestrator.errors import InvalidArgument
 from orchestrator.plan.compiler import Plan
 
 # --- what the store reads and writes ------------------------------------------------------------
+
+RUN_RETENTION = 7 * 86400.0
+"""Seconds a finished run's keys are kept when nothing says otherwise (``ORCH_RUN_RETENTION``'s default)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,11 @@ class NewRun:
     created_at: str = field(default_factory=now_iso)
     logical_date: str | None = None
     """The moment the run is for (ISO-8601): its tick for a scheduled or backfilled run; default its creation."""
+    archive: bool = False
+    """Written to the durable history when it ends (``ORCH_HISTORY_URL`` is set): the run-ending scripts
+    put it in the store's archive queue, and retention keeps it until the exporter has written it."""
+    retention: float = RUN_RETENTION
+    """Seconds its keys are kept once it ended: the workflow's ``retention``, else ``ORCH_RUN_RETENTION``."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,10 @@ class RunQuery:
     limit: int = 20
     after: str | None = None
     """The ``next`` cursor of the previous page."""
+    actor: str | None = None
+    """Only runs started by exactly this actor (``started_by``: ``token:svc``, ``user:ana``)."""
+    until: float | None = None
+    """Only runs created before this moment (epoch seconds)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +79,65 @@ class RunPage:
 
     runs: list[RunSummary]
     next: str | None
+
+
+@dataclass(frozen=True, order=True)
+class ListKey:
+    """Where a run sits in a list of runs: its creation score in the runs index, then its id.
+
+    Lists are newest first, greater keys first; a page's ``next`` cursor is the key of the last
+    run it examined, and the next page starts strictly below it. The hot store and the history
+    order runs by the same key, so one cursor continues a list across both.
+    """
+
+    score: float
+    run_id: str
+
+    def cursor(self) -> str:
+        """The key as the ``next`` of a page: ``SCORE:RUN_ID``."""
+        return f"{self.score!r}:{self.run_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> ListKey:
+        """A cursor back into a key.
+
+        Raises:
+            InvalidArgument: not a cursor this server gave.
+        """
+        score, sep, run_id = text.partition(":")
+        try:
+            if not sep or not run_id:
+                raise ValueError(text)
+            return cls(float(score), run_id)
+        except ValueError:
+            raise InvalidArgument(
+                "not a cursor this server gave; pass the `next` of the previous page", "next"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A run of a list with its :class:`ListKey`."""
+
+    key: ListKey
+    run: RunSummary
+
+
+@dataclass(frozen=True)
+class ArchivedRun:
+    """A finished run as the durable history keeps it, read whole from the hot store.
+
+    Attributes:
+        record: The run record with its steps (outputs and errors included).
+        events: Its history, oldest first.
+        epoch: How many times it was retried; a later epoch replaces an earlier one in the history.
+        created: Its score in the runs index (creation time, epoch seconds): the key lists sort by.
+    """
+
+    record: RunRecord
+    events: list[RunEvent]
+    epoch: int
+    created: float
 
 
 # --- the store, by concern ------------------------------------------------------------------------
@@ -92,7 +164,15 @@ class Steps(Protocol):
         self, message: StepMessage, task_id: str, worker: str, lease_seconds: float, reads: StepReads
     ) -> tuple[Claim, StepInputs | None]: ...
     def complete(
-        self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome, *, lease_seconds: float
+        self,
+        plan: Plan,
+        unit: Unit,
+        task_id: str,
+        outcome: Outcome,
+        *,
+        lease_seconds: float,
+        outbound: Mapping[str, Outbound] | None = None,
+        epoch: int | None = None,
     ) -> Completion: ...
     def schedule_retry(
         self, unit: Unit, task_id: str, error: StepError, guard_until: float, *, counts: bool = True
@@ -100,7 +180,6 @@ class Steps(Protocol):
     def mark_queued(self, run_id: str, steps: Sequence[str], lease_seconds: float) -> None: ...
     def start_fan_out(self, unit: Unit, items: Sequence[Any]) -> None: ...
     def fanned_out(self, unit: Unit, lease_seconds: float) -> None: ...
-    def item_input(self, unit: Unit) -> Any: ...
     def complete_item(self, unit: Unit, task_id: str, outcome: Outcome, *, lease_seconds: float) -> ItemEnd: ...
     def item_outputs(self, unit: Unit) -> list[Any]: ...
     def item_error(self, unit: Unit) -> StepError | None: ...
@@ -136,6 +215,69 @@ class RunStore(Protocol):
     def leases(self) -> Leases: ...
 
 
+class Archive(Protocol):
+    """Finished runs waiting for the durable history, oldest first (the hot store's side of the export).
+
+    A run ending with ``archive`` set joins the queue, scored by when it ended; the exporter reads a
+    batch, writes it to the history, then removes it, so a run lost between the two is written again
+    (a no-op: the history is idempotent on the run id). Retention keeps a run while it is queued.
+    """
+
+    def pending(self, limit: int) -> list[tuple[str, float]]:
+        """Up to ``limit`` queued run ids with their scores, oldest first."""
+        ...
+
+    def read(self, run_ids: Sequence[str]) -> dict[str, ArchivedRun]:
+        """The runs, read whole; a run whose keys are gone is left out."""
+        ...
+
+    def done(self, entries: Sequence[tuple[str, float]]) -> int:
+        """Dequeue these runs, each only if its score is still the one read (a run that ended again
+        since, after a retry, stays queued for its new end). Returns how many left the queue."""
+        ...
+
+    def defer(self, run_id: str, seconds: float) -> None:
+        """Move a run that cannot be written now to the back of the queue, ``seconds`` from now."""
+        ...
+
+    def hot(self, run_ids: Sequence[str]) -> dict[str, float]:
+        """The runs among these still in the hot store, with their creation score."""
+        ...
+
+    def hold(self, owner: str, seconds: float) -> bool:
+        """Take or renew the exporter's lock for ``seconds``; False while another owner holds it."""
+        ...
+
+    def release(self, owner: str) -> None:
+        """Let the lock go, if ``owner`` holds it."""
+        ...
+
+
+class HistoryWriter(Protocol):
+    """Writes finished runs to the durable history."""
+
+    def write(self, runs: Sequence[ArchivedRun]) -> int:
+        """Write the runs in one transaction, each once: a run already there at the same epoch is left
+        alone, one at an earlier epoch (it was retried since) replaced. Returns how many were new."""
+        ...
+
+
+class RunHistory(Protocol):
+    """Reads the durable history: runs that may be gone from the hot store."""
+
+    def get(self, run_id: str) -> RunRecord:
+        """The run's record. Raises RunNotFound."""
+        ...
+
+    def listed(self, query: RunQuery) -> list[Listed]:
+        """Up to ``query.limit`` runs matching it, greatest key first, below ``query.after``."""
+        ...
+
+    def history(self, run_id: str, after: str = "-", limit: int = 1000) -> list[RunEvent]:
+        """The run's events after the event id ``after``. Raises RunNotFound."""
+        ...
+
+
 class LeaseHolder(Protocol):
     """Keeps the lease of a running unit alive while a block runs (renewed from another thread)."""
 
@@ -165,11 +307,39 @@ class Delivery:
         return cls(message, step.policy.queue, countdown, soft, hard, step.task)
 
 
+@dataclass(frozen=True)
+class Outbound:
+    """A message built for its queue, for the run store to push itself (the broker is its Redis).
+
+    Attributes:
+        task_id: The message's task id.
+        queue: Its queue's name.
+        priority: Its priority (the broker keeps a list per priority step).
+        payload: The bytes to push, as the broker's transport stores them.
+        headers: Its protocol headers (for the ``task-sent`` event, when those are on).
+    """
+
+    task_id: str
+    queue: str
+    priority: int
+    payload: str
+    headers: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
 class Dispatcher(Protocol):
     """Sends messages to workers."""
 
     def send(self, deliveries: Sequence[Delivery]) -> list[str]:
         """Publish all deliveries; returns their task ids in order."""
+        ...
+
+    def outbound(self, deliveries: Sequence[Delivery]) -> list[Outbound] | None:
+        """The deliveries' messages for the run store to push inside its own atomic call, or None
+        when the broker is not the store's Redis (then :meth:`send` publishes them)."""
+        ...
+
+    def pushed(self, messages: Sequence[Outbound]) -> None:
+        """The store pushed these messages (from :meth:`outbound`): whatever publishing them owes (events)."""
         ...
 
     def revoke(self, task_ids: Sequence[str]) -> None:

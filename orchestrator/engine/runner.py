@@ -138,7 +138,8 @@ class StepRunner:
             )
         with self.leases.hold(unit):
             try:
-                self._execute(plan, message, task_id, RunContext.of(message.run_id, inputs))
+                context = (RunContext.of if message.item is None else RunContext.of_item)(message.run_id, inputs)
+                self._execute(plan, message, task_id, context)
             except Deferred as deferred:
                 self.coordinator.defer(plan, message, task_id, deferred)
             except ServiceUnavailable:
@@ -183,13 +184,11 @@ class StepRunner:
         spec = plan.definition.steps[message.step]
         unit = message.unit
         if message.item is None and spec.when is not None and not _holds(_expression(spec.when), context):
-            self.coordinator.finish(plan, unit, task_id, Outcome.skipped())
+            self.coordinator.finish(plan, unit, task_id, Outcome.skipped(), epoch=message.epoch)
             return
         if message.item is None and spec.for_each is not None:
             self.coordinator.fan_out(plan, message, task_id, _for_each_items(spec.for_each, context))
             return
-        if message.item is not None:
-            context = context.with_item(self.store.steps.item_input(unit))
         args = render(spec.args, context.resolve)
 
         def run_task() -> Any:
@@ -206,7 +205,7 @@ class StepRunner:
         else:
             until_recorded(
                 lambda: self.coordinator.finish(
-                    plan, unit, task_id, Outcome.succeeded(output), attempt=message.attempt
+                    plan, unit, task_id, Outcome.succeeded(output), attempt=message.attempt, epoch=message.epoch
                 ),
                 f"{unit}",
             )

@@ -115,6 +115,8 @@ class Completion:
     skipped: tuple[str, ...] = ()
     epoch: int = 0
     """The run's epoch: the messages of the fired dependents carry it."""
+    pushed: tuple[str, ...] = ()
+    """The fired dependents whose messages the store pushed itself (no publish owed for them)."""
 
     @property
     def run_finished(self) -> bool:

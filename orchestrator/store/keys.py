@@ -6,6 +6,7 @@ so that a Lua script may touch all of them on Redis Cluster too.
 
 from __future__ import annotations
 
+from bisect import bisect
 from dataclasses import dataclass
 
 from orchestrator.engine.unit import Unit
@@ -17,6 +18,39 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 """kombu's default ``priority_steps``; our transport options keep it."""
 
 
+RUN_KEY_KINDS = {
+    "step": "step",
+    "output": "output",
+    "items": "item_outputs",
+    "join": "join",
+    "history": "history",
+    "inputs": "item_inputs",
+    "removal": "removal",
+}
+"""The kind of a run's key by the word after its hash tag (``:step:NAME:item:N`` is an ``item``)."""
+GLOBAL_KEY_KINDS = {
+    "runs": "runs",
+    "runs:expiring": "expiring",
+    "runs:archiving": "archiving",
+    "leases": "leases",
+    "outbox": "outbox",
+    "dead-letters": "dead_letters",
+    "dead-letters:index": "dead_letters",
+}
+"""The kind of each key of which there is one per namespace."""
+PREFIXED_KEY_KINDS = {
+    "broker:": "broker",
+    "runs:workflow:": "runs_of",
+    "submission:": "submission",
+    "schedule:": "schedule",
+    "plan:": "plan",
+    "idempotency:": "idempotency",
+    "sensor:": "sensor",
+    "lock:": "lock",
+}
+"""The kind of keys by what follows the namespace's prefix."""
+
+
 @dataclass(frozen=True)
 class Keys:
     """Key builder for one namespace (``ORCH_KEY_PREFIX``; tests use one prefix each).
@@ -26,6 +60,24 @@ class Keys:
     """
 
     prefix: str = DEFAULT_PREFIX
+
+    def kind(self, key: str) -> str | None:
+        """Which of the methods below built ``key`` (``run``, ``step``, ``item``, ``runs_of``, ``broker``...);
+        ``other`` for an unknown key of the namespace, None for a key outside it. What
+        ``orchestrator store stats`` counts by."""
+        if not key.startswith(f"{self.prefix}:"):
+            return None
+        rest = key[len(self.prefix) + 1 :]
+        if rest.startswith("run:{") and "}" in rest:
+            words = rest.split("}", 1)[1].split(":")
+            if len(words) == 1:
+                return "run" if not words[0] else "other"
+            if words[1] == "step" and len(words) > 3:
+                return "item" if words[3] == "item" else "other"
+            return RUN_KEY_KINDS.get(words[1], "other")
+        if rest in GLOBAL_KEY_KINDS:
+            return GLOBAL_KEY_KINDS[rest]
+        return next((kind for start, kind in PREFIXED_KEY_KINDS.items() if rest.startswith(start)), "other")
 
     # --- broker (kombu's Redis transport, namespaced with ``global_keyprefix``) ---
     def broker_prefix(self) -> str:
@@ -40,6 +92,11 @@ class Keys:
         """Every Redis list of a queue: kombu keeps one per priority step, ``queue\\x06\\x16<step>``
         (step 0 is the plain :meth:`queue`). A queue's depth is the sum of their lengths."""
         return tuple(self.queue(name) + (f"{PRIORITY_SEPARATOR}{step}" if step else "") for step in priority_steps)
+
+    def queue_list(self, name: str, priority: int, priority_steps: tuple[int, ...] = PRIORITY_STEPS) -> str:
+        """The list a message of this priority goes to (kombu's ``Channel._q_for_pri``)."""
+        step = priority_steps[bisect(priority_steps, priority) - 1]
+        return self.queue(name) + (f"{PRIORITY_SEPARATOR}{step}" if step else "")
 
     # --- runs ---
     def run(self, run_id: str) -> str:
@@ -83,6 +140,16 @@ class Keys:
     def runs_of(self, workflow: str) -> str:
         """Sorted set: a workflow's run ids scored by creation time."""
         return f"{self.prefix}:runs:workflow:{workflow}"
+
+    def expiring(self) -> str:
+        """Sorted set: finished run id -> when retention removes its keys (epoch s); the janitor
+        (:mod:`orchestrator.store.retention`) reads the runs that are due from here."""
+        return f"{self.prefix}:runs:expiring"
+
+    def removal(self, run_id: str) -> str:
+        """Hash: a run's own hash while retention removes its keys, renamed from :meth:`run` so the run
+        reads as gone at once; the janitor finds the run's plan here should it stop midway."""
+        return f"{self.prefix}:run:{{{run_id}}}:removal"
 
     def submission(self, workflow: str, key: str) -> str:
         """String: run id of a submission with this idempotency key."""
@@ -133,3 +200,13 @@ class Keys:
     def sweeper_lock(self) -> str:
         """String: held by the one process sweeping expired leases right now."""
         return f"{self.prefix}:lock:sweeper"
+
+    # --- durable history ---
+    def archiving(self) -> str:
+        """Sorted set: finished runs (marked ``archive``) not yet written to the durable history,
+        scored by when they ended (epoch s); retention keeps a run while it is here."""
+        return f"{self.prefix}:runs:archiving"
+
+    def history_lock(self) -> str:
+        """String: held by the one process exporting finished runs to the durable history right now."""
+        return f"{self.prefix}:lock:history"

@@ -16,30 +16,36 @@ from typing import Any, cast
 from redis import Redis
 from redis.client import Pipeline
 
-from orchestrator.engine.ports import NewRun, RunPage, RunQuery
+from orchestrator.engine.ports import ListKey, NewRun, RunPage, RunQuery
 from orchestrator.engine.records import RunEvent, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus, now_iso
 from orchestrator.engine.rules import Decision, decide
 from orchestrator.engine.unit import Unit
 from orchestrator.engine.verdicts import Cancellation, CancelVerdict, Reset
-from orchestrator.errors import InvalidArgument, PlanNotFound, RunNotFound
+from orchestrator.errors import PlanNotFound, RunNotFound, RunStateError
 from orchestrator.plan.compiler import Plan
 from orchestrator.store.connections import all_reachable, reachable
 from orchestrator.store.keys import Keys
 from orchestrator.store.scripts import Part, Scripts
 from orchestrator.store.transitions import HISTORY_LIMIT, event
 
-SUBMISSION_TTL = 7 * 86400
-"""Seconds a submission's idempotency key keeps answering with the run it started."""
+SUBMISSION_TTL = 7 * 86400.0
+"""Seconds a submission's idempotency key keeps answering with the run it started, by default
+(``ORCH_SUBMISSION_TTL``); the key expires on its own, whatever retention does to the run."""
 PLAN_CACHE = 256
 
 
 @all_reachable
 class RedisRuns(Part):
-    """:class:`~orchestrator.engine.ports.Runs` on Redis."""
+    """:class:`~orchestrator.engine.ports.Runs` on Redis.
 
-    def __init__(self, client: Redis, keys: Keys, scripts: Scripts) -> None:
+    Args:
+        submission_ttl: Seconds a submission's idempotency key answers with its run.
+    """
+
+    def __init__(self, client: Redis, keys: Keys, scripts: Scripts, *, submission_ttl: float = SUBMISSION_TTL) -> None:
         super().__init__(client, keys, scripts)
         self.plan = lru_cache(maxsize=PLAN_CACHE)(self._fetch_plan)
+        self.submission_ttl = submission_ttl
 
     # --- plans -------------------------------------------------------------------------------
 
@@ -85,7 +91,7 @@ class RedisRuns(Part):
                 return
             pipe.multi()
             if submission is not None:
-                pipe.set(submission, run.run_id, ex=SUBMISSION_TTL)
+                pipe.set(submission, run.run_id, ex=max(1, round(self.submission_ttl)))
             self._write(pipe, run)
 
         self.redis.transaction(write, *([submission] if submission else []))
@@ -112,6 +118,8 @@ class RedisRuns(Part):
                 "definition_hash": plan.definition_hash,
                 "remaining": len(plan.steps),
                 "failed": 0,
+                "retention": repr(float(run.retention)),  # seconds its keys are kept once it ended
+                **({"archive": "1"} if run.archive else {}),
             },
         )
         pipe.zadd(self.keys.runs(), {run.run_id: score})
@@ -188,8 +196,8 @@ class RedisRuns(Part):
     def page(self, query: RunQuery) -> RunPage:
         """A page of runs, newest first, filtered; a cursor continues where it ended.
 
-        Runs are indexed by creation time, all of them and per workflow; status and trigger are
-        read from each run's hash. One call examines at most :data:`PAGE_SCAN` times the page size,
+        Runs are indexed by creation time, all of them and per workflow; status, trigger and
+        actor are read from each run's hash. One call examines at most :data:`PAGE_SCAN` times the page size,
         so a filter that matches rarely returns a short page with a cursor rather than scanning
         everything.
 
@@ -197,7 +205,13 @@ class RedisRuns(Part):
             InvalidArgument: the cursor is not one this store gave.
         """
         index = self.keys.runs_of(query.workflow) if query.workflow else self.keys.runs()
-        top, last_id = _cursor(query.after) if query.after else ("+inf", None)
+        top: float | str = "+inf"
+        last_id: str | None = None
+        if query.after:
+            cursor = ListKey.parse(query.after)
+            top, last_id = cursor.score, cursor.run_id
+        if query.until is not None and (last_id is None or query.until <= float(top)):
+            top, last_id = f"({query.until!r}", None  # created strictly before `until`
         floor = query.since if query.since is not None else "-inf"
         found: list[RunSummary] = []
         budget = PAGE_SCAN * query.limit
@@ -220,11 +234,17 @@ class RedisRuns(Part):
                     found.append(RunSummary.from_redis(meta))
                     if len(found) == query.limit:
                         break
-        return RunPage(found, f"{top!r}:{last_id}" if last_id is not None else None)
+        return RunPage(found, ListKey(float(top), last_id).cursor() if last_id is not None else None)
 
     def cancel(self, run_id: str, steps: Sequence[str], by: str) -> Cancellation:
         """Cancel a run (``lua/cancel.lua``), recording who did; the result holds the task ids to revoke."""
-        keys = [self.keys.run(run_id), self.keys.history(run_id), *(self.keys.step(run_id, s) for s in steps)]
+        keys = [
+            self.keys.run(run_id),
+            self.keys.history(run_id),
+            self.keys.expiring(),
+            self.keys.archiving(),
+            *(self.keys.step(run_id, s) for s in steps),
+        ]
         verdict, *task_ids = (str(r) for r in self.scripts.cancel(keys=keys, args=[now_iso(), by]))
         return Cancellation(CancelVerdict(verdict), tuple(task_ids) if verdict == CancelVerdict.OK else ())
 
@@ -233,35 +253,56 @@ class RedisRuns(Part):
 
         Succeeded steps keep status and output, and count as arrived at their dependents' joins.
         The run's epoch goes up by one: a message sent before the reset (an item still queued, a
-        retry waiting out its backoff) is stale from now on, whatever unit it names.
+        retry waiting out its backoff) is stale from now on, whatever unit it names. The run leaves
+        the retention and archive queues (it ends again later). The reset is one transaction
+        watching the run's hash, so it never lands on a run that retention took meanwhile, nor
+        twice when two retries race.
+
+        Raises:
+            RunNotFound: no such run (retention may have removed it).
+            RunStateError: the run is not finished (another retry reset it first).
         """
         names = list(plan.steps)
-        pipe = self.redis.pipeline(transaction=False)
-        for step in names:
-            pipe.hgetall(self.keys.step(run_id, step))
-        states: dict[str, dict[str, Any]] = dict(zip(names, pipe.execute(), strict=True))
-        kept = {s for s in names if states[s].get("status") == StepStatus.SUCCEEDED.value}
-        reset = [s for s in names if s not in kept]
-        pipe = self.redis.pipeline(transaction=True)
-        for step in reset:
-            items = int(states[step].get("items") or 0)
-            pipe.delete(
-                self.keys.step(run_id, step),
-                self.keys.output(run_id, step),
-                self.keys.join(run_id, step),
-                self.keys.item_outputs(run_id, step),
-                self.keys.item_inputs(run_id, step),
-                *(self.keys.item(run_id, step, i) for i in range(items)),
-            )
-            pipe.hset(self.keys.step(run_id, step), "status", StepStatus.PENDING.value)
-            arrived = [n for n in plan.steps[step].needs if n in kept]
-            if arrived:
-                pipe.hset(self.keys.join(run_id, step), mapping=dict.fromkeys(arrived, StepStatus.SUCCEEDED.value))
-        pipe.hset(self.keys.run(run_id), mapping={"status": "running", "remaining": len(reset), "failed": 0})
-        pipe.hdel(self.keys.run(run_id), "finished_at")
-        pipe.xadd(self.keys.history(run_id), event(now_iso(), "retried", by=by), **HISTORY_LIMIT)
-        pipe.hincrby(self.keys.run(run_id), "epoch", 1)
-        epoch = int(pipe.execute()[-1])
+        run_key = self.keys.run(run_id)
+        kept: set[str] = set()
+        reset: list[str] = []
+
+        def write(pipe: Pipeline) -> None:
+            status = cast(str | None, pipe.hget(run_key, "status"))  # under WATCH: a change to the run aborts the write
+            if status is None:
+                raise RunNotFound(run_id)
+            if not RunStatus(status).finished:
+                raise RunStateError(f"run {run_id} is {status}; cancel it first or wait for it to finish")
+            reads = self.redis.pipeline(transaction=False)
+            for step in names:
+                reads.hgetall(self.keys.step(run_id, step))
+            states: dict[str, dict[str, Any]] = dict(zip(names, reads.execute(), strict=True))
+            kept.clear()
+            kept.update(s for s in names if states[s].get("status") == StepStatus.SUCCEEDED.value)
+            reset[:] = [s for s in names if s not in kept]
+            pipe.multi()
+            for step in reset:
+                items = int(states[step].get("items") or 0)
+                pipe.delete(
+                    self.keys.step(run_id, step),
+                    self.keys.output(run_id, step),
+                    self.keys.join(run_id, step),
+                    self.keys.item_outputs(run_id, step),
+                    self.keys.item_inputs(run_id, step),
+                    *(self.keys.item(run_id, step, i) for i in range(items)),
+                )
+                pipe.hset(self.keys.step(run_id, step), "status", StepStatus.PENDING.value)
+                arrived = [n for n in plan.steps[step].needs if n in kept]
+                if arrived:
+                    pipe.hset(self.keys.join(run_id, step), mapping=dict.fromkeys(arrived, StepStatus.SUCCEEDED.value))
+            pipe.hset(run_key, mapping={"status": "running", "remaining": len(reset), "failed": 0})
+            pipe.hdel(run_key, "finished_at")
+            pipe.zrem(self.keys.expiring(), run_id)
+            pipe.zrem(self.keys.archiving(), run_id)
+            pipe.xadd(self.keys.history(run_id), event(now_iso(), "retried", by=by), **HISTORY_LIMIT)
+            pipe.hincrby(run_key, "epoch", 1)
+
+        epoch = int(cast(list[Any], self.redis.transaction(write, run_key))[-1])
         start: list[str] = []
         skip: list[str] = []
         for step in reset:
@@ -291,16 +332,8 @@ PAGE_SCAN = 50
 
 
 def _matches(meta: dict[str, str], query: RunQuery) -> bool:
-    return (query.status is None or meta.get("status") == query.status.value) and (
-        query.trigger is None or meta.get("trigger") == query.trigger.value
+    return (
+        (query.status is None or meta.get("status") == query.status.value)
+        and (query.trigger is None or meta.get("trigger") == query.trigger.value)
+        and (query.actor is None or meta.get("started_by") == query.actor)
     )
-
-
-def _cursor(text: str) -> tuple[float, str]:
-    score, sep, run_id = text.partition(":")
-    try:
-        if not sep or not run_id:
-            raise ValueError(text)
-        return float(score), run_id
-    except ValueError:
-        raise InvalidArgument("not a cursor this server gave; pass the `next` of the previous page", "next") from None

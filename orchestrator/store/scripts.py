@@ -41,6 +41,7 @@ class Scripts:
     schedule: Script
     sense: Script
     sensed: Script
+    expire: Script
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from orchestrator.engine.context import StepInputs, StepReads
+from orchestrator.engine.ports import Outbound
 from orchestrator.engine.records import Outcome, StepError, StepStatus, now_iso
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import Claim, ClaimVerdict, CompleteVerdict, Completion, ItemEnd, ItemVerdict
@@ -93,7 +94,7 @@ class RedisSteps(Part):
             # EXISTS first, a second round trip on every claim.
             pipe = self.redis.pipeline(transaction=False)
             pipe.evalsha(self.scripts.claim.sha, len(keys), *keys, *args)
-            self._queue_reads(pipe, unit.run_id, reads)
+            self._queue_reads(pipe, unit, reads)
             return pipe.execute()
 
         try:
@@ -106,9 +107,12 @@ class RedisSteps(Part):
             return claim, None
         return claim, self._parse_reads(unit.run_id, raw[1:], reads)
 
-    def _queue_reads(self, pipe: Pipeline, run_id: str, reads: StepReads) -> None:
+    def _queue_reads(self, pipe: Pipeline, unit: Unit, reads: StepReads) -> None:
+        run_id = unit.run_id
         fields = ["workflow", "created_at", "logical_date", *(["params"] if reads.params else [])]
         pipe.hmget(self.keys.run(run_id), fields)
+        if reads.item and unit.item is not None:
+            pipe.lindex(self.keys.item_inputs(run_id, unit.step), unit.item)
         if reads.outputs:
             pipe.mget([self.keys.output(run_id, s) for s in reads.outputs])
         for step in reads.statuses:
@@ -118,9 +122,11 @@ class RedisSteps(Part):
         workflow, created, logical, *rest = raw[0]
         if workflow is None:
             raise RunNotFound(run_id)
-        outputs = raw[1] if reads.outputs else []
+        item_json = raw[1] if reads.item else None
+        raw = raw[1 + reads.item :]
+        outputs = raw[0] if reads.outputs else []
         values = {s: json.loads(v) for s, v in zip(reads.outputs, outputs, strict=True) if v is not None}
-        states = dict(zip(reads.statuses, raw[1 + bool(reads.outputs) :], strict=True))
+        states = dict(zip(reads.statuses, raw[bool(reads.outputs) :], strict=True))
         return StepInputs(
             workflow=workflow,
             created_at=created,
@@ -128,11 +134,22 @@ class RedisSteps(Part):
             outputs=values,
             statuses={k: v or StepStatus.PENDING.value for k, v in states.items()},
             logical_date=logical or None,
+            item_json=item_json,
         )
 
     # --- ending ---------------------------------------------------------------------------------
 
-    def complete(self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome, *, lease_seconds: float) -> Completion:
+    def complete(
+        self,
+        plan: Plan,
+        unit: Unit,
+        task_id: str,
+        outcome: Outcome,
+        *,
+        lease_seconds: float,
+        outbound: Mapping[str, Outbound] | None = None,
+        epoch: int | None = None,
+    ) -> Completion:
         """End a step and advance its dependents' joins in one atomic script (``lua/complete.lua``).
 
         Args:
@@ -141,8 +158,13 @@ class RedisSteps(Part):
             task_id: The claiming execution, or ``""`` for the orchestrator's own transitions.
             outcome: succeeded (with its output), failed (with its error) or skipped.
             lease_seconds: Publish guard of the dependents that fire.
+            outbound: Messages of dependents (by name) built for run ``epoch``, the broker being
+                this Redis: those that fire are pushed onto their queues by the script itself
+                (``Completion.pushed``), unless the run was retried since (its epoch moved on).
+            epoch: The run epoch ``outbound`` was built for.
         """
         run_id, step = unit.run_id, unit.step
+        outbound = outbound or {}
         keys = [
             self.keys.run(run_id),
             self.keys.step(run_id, step),
@@ -150,6 +172,8 @@ class RedisSteps(Part):
             self.keys.leases(),
             self.keys.outbox(),
             self.keys.history(run_id),
+            self.keys.expiring(),
+            self.keys.archiving(),
         ]
         args: list[Any] = [
             task_id,
@@ -160,17 +184,37 @@ class RedisSteps(Part):
             str(unit),
             step,
             time.time() + lease_seconds,
+            "" if epoch is None or not outbound else epoch,
         ]
         for name in plan.steps[step].dependents:
             dependent = plan.steps[name]
-            keys += [self.keys.join(run_id, name), self.keys.step(run_id, name)]
-            args += [dependent.trigger_rule.value, len(dependent.needs), name, str(Unit(run_id, name))]
-        verdict, run_status, epoch, *names = (str(r) for r in self.scripts.complete(keys=keys, args=args))
+            message = outbound.get(name)
+            queue = (
+                self.keys.queue_list(message.queue, message.priority)
+                if message
+                else self.keys.queue(dependent.policy.queue)
+            )
+            keys += [self.keys.join(run_id, name), self.keys.step(run_id, name), queue]
+            args += [
+                dependent.trigger_rule.value,
+                len(dependent.needs),
+                name,
+                str(Unit(run_id, name)),
+                message.payload if message else "",
+            ]
+        verdict, run_status, run_epoch, *names = (str(r) for r in self.scripts.complete(keys=keys, args=args))
         if verdict != CompleteVerdict.OK:
             return Completion(CompleteVerdict(verdict), run_status)
-        split = names.index("|")
-        fired, skipped = tuple(names[:split]), tuple(names[split + 1 :])
-        return Completion(CompleteVerdict.OK, run_status, fired, skipped, int(epoch))
+        first = names.index("|")
+        second = names.index("|", first + 1)
+        return Completion(
+            CompleteVerdict.OK,
+            run_status,
+            fired=tuple(names[:first]),
+            skipped=tuple(names[first + 1 : second]),
+            epoch=int(run_epoch),
+            pushed=tuple(names[second + 1 :]),
+        )
 
     def schedule_retry(
         self, unit: Unit, task_id: str, error: StepError, guard_until: float, *, counts: bool = True
@@ -237,12 +281,6 @@ class RedisSteps(Part):
         pipe.zrem(self.keys.leases(), str(unit))
         pipe.zadd(self.keys.outbox(), {str(unit): time.time() + WATCHDOG_LEASES * lease_seconds})
         pipe.execute()
-
-    def item_input(self, unit: Unit) -> Any:
-        """The input of one item of a ``for_each`` step."""
-        assert unit.item is not None
-        raw = self.redis.lindex(self.keys.item_inputs(unit.run_id, unit.step), unit.item)
-        return None if raw is None else json.loads(raw)
 
     def complete_item(self, unit: Unit, task_id: str, outcome: Outcome, *, lease_seconds: float) -> ItemEnd:
         """End one item (``lua/item.lua``), renewing its step's fan-out watchdog."""

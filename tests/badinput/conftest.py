@@ -185,14 +185,15 @@ def orchestra(redis_url: str) -> Iterator[BadInputOrchestra]:
 
 
 def runs_own_keys(orch: Orchestra, run_id: str, workflow: str) -> Callable[[str], bool]:
-    """Whether a key may change because run ``run_id`` exists: its own keys and the indexes naming it.
+    """Whether a key may change because run ``run_id`` exists: its own keys and the indexes naming it
+    (the retention and history queues among them).
 
     The broker's bookkeeping (queues, unacked messages, bindings) and the sweeper's lock change
     whenever workers run; they are not the run store.
     """
     plan_id = orch.store.runs.plan_of(run_id)[0].plan_id
     keys = Keys(orch.prefix)
-    own = {keys.runs(), keys.runs_of(workflow), keys.plan(plan_id)}
+    own = {keys.runs(), keys.runs_of(workflow), keys.plan(plan_id), keys.expiring(), keys.archiving()}
 
     def allowed(key: str) -> bool:
         return (

@@ -42,3 +42,38 @@ def test_amqp_broker_needs_a_redis_store() -> None:
     with pytest.raises(ValidationError, match="ORCH_STORE_URL"):
         Settings(broker_url="amqp://guest:guest@localhost//")
     assert Settings(broker_url="amqp://x", store_url="redis://localhost").resolved_store_url == "redis://localhost"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("7d", 604800.0), ("12h", 43200.0), ("90m", 5400.0), ("3600", 3600.0)])
+def test_retention_settings_are_durations(monkeypatch: pytest.MonkeyPatch, text: str, seconds: float) -> None:
+    for name in ("ORCH_RUN_RETENTION", "ORCH_SUBMISSION_TTL", "ORCH_IDEMPOTENCY_TTL"):
+        monkeypatch.setenv(name, text)
+    settings = Settings()
+    assert (settings.run_retention, settings.submission_ttl, settings.idempotency_ttl) == (seconds,) * 3
+
+
+def test_retention_defaults_to_a_week_as_the_engine_and_store_assume() -> None:
+    from orchestrator.engine.ports import RUN_RETENTION
+    from orchestrator.store.runs import SUBMISSION_TTL
+
+    settings = Settings()
+    assert settings.run_retention == RUN_RETENTION == 7 * 86400
+    assert settings.submission_ttl == SUBMISSION_TTL
+    assert settings.idempotency_ttl == 7 * 86400
+
+
+def test_a_retention_that_is_no_duration_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from config import InvalidSettings, get_settings
+
+    monkeypatch.setenv("ORCH_RUN_RETENTION", "a week")
+    monkeypatch.setenv("ORCH_SUBMISSION_TTL", "0")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(InvalidSettings) as info:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert info.value.problems == (
+        "ORCH_RUN_RETENTION: not a duration; write e.g. 30s, 12h, 7d or a number of seconds",
+        "ORCH_SUBMISSION_TTL: Input should be greater than or equal to 1",
+    )

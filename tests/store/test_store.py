@@ -278,6 +278,12 @@ class _Sent:
     def revoke(self, task_ids):  # type: ignore[no-untyped-def]
         pass
 
+    def outbound(self, deliveries):  # type: ignore[no-untyped-def]
+        return None
+
+    def pushed(self, messages):  # type: ignore[no-untyped-def]
+        pass
+
     def call(self, task, queue, kwargs):  # type: ignore[no-untyped-def]
         pass
 

@@ -6,7 +6,10 @@
 -- KEYS[4] leases         zset: unit member -> lease expiry
 -- KEYS[5] outbox         zset: unit member -> when to publish it again
 -- KEYS[6] history        stream: the run's events
--- then two keys per dependent (see `dependent` below): its join hash (need -> outcome), its step hash
+-- KEYS[7] expiring       zset: finished run id -> when retention removes it (see run_ended, lib.lua)
+-- KEYS[8] archiving      zset: finished run id -> when it ended, for the durable history
+-- then three keys per dependent (see `dependent` below): its join hash (need -> outcome), its step
+-- hash, and the broker's list its message goes to (used only when ARGV[9] and its message are set)
 -- ARGV[1] task_id        the execution ending it, '' for the orchestrator's own transitions (skips, fan-in)
 -- ARGV[2] outcome        succeeded | failed | skipped
 -- ARGV[3] now_iso        finished_at
@@ -15,18 +18,27 @@
 -- ARGV[6] member         the step's member in leases and the outbox
 -- ARGV[7] step           the step's name (its key in its dependents' joins)
 -- ARGV[8] guard          outbox score for dependents that fire or skip (epoch s)
--- then four arguments per dependent: its trigger rule, its number of needs, its name, its member
+-- ARGV[9] push_epoch     the run epoch the dependents' messages were built for, '' when none were
+-- then five arguments per dependent: its trigger rule, its number of needs, its name, its member,
+-- and its message as the broker stores it ('' for none)
 --
--- Returns {verdict, run_status, run_epoch, fired..., '|', skipped...}; verdict ok | stale | cancelled
+-- A fired dependent with a message is pushed onto its queue here, in the same atomic call that
+-- fires it (the broker is this Redis): no publish is left for the caller to do. Without one
+-- (another broker, or a run retried since the messages were built) the caller publishes it.
+-- Either way its outbox entry guards it until a delivery claims it (the claim removes it).
+--
+-- Returns {verdict, run_status, run_epoch, fired..., '|', skipped..., '|', pushed...};
+-- verdict ok | stale | cancelled
 local run, step, output_key, leases, outbox, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local expiring, archiving = KEYS[7], KEYS[8]
 local task_id, outcome, now_iso, output, error_json = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local member, step_name, guard = ARGV[6], ARGV[7], ARGV[8]
-local FIXED_KEYS, FIXED_ARGS, KEYS_PER, ARGS_PER = 6, 8, 2, 4
+local member, step_name, guard, push_epoch = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local FIXED_KEYS, FIXED_ARGS, KEYS_PER, ARGS_PER = 8, 9, 3, 5
 
 local function dependent(i)
   local k, a = FIXED_KEYS + KEYS_PER * (i - 1), FIXED_ARGS + ARGS_PER * (i - 1)
-  return {join = KEYS[k + 1], step = KEYS[k + 2], rule = ARGV[a + 1], needs = tonumber(ARGV[a + 2]),
-    name = ARGV[a + 3], member = ARGV[a + 4]}
+  return {join = KEYS[k + 1], step = KEYS[k + 2], queue = KEYS[k + 3], rule = ARGV[a + 1],
+    needs = tonumber(ARGV[a + 2]), name = ARGV[a + 3], member = ARGV[a + 4], message = ARGV[a + 5]}
 end
 
 -- The trigger rules (mirrored by orchestrator/engine/rules.py; tests check the two agree).
@@ -69,8 +81,10 @@ end
 local run_status = redis.call('HGET', run, 'status')
 if run_status == 'cancelled' then return {'cancelled', run_status, '0'} end
 if outcome == 'failed' then redis.call('HINCRBY', run, 'failed', 1) end
+local run_epoch = redis.call('HGET', run, 'epoch') or '0'
+local pushing = push_epoch ~= '' and push_epoch == run_epoch
 
-local fired, skipped = {}, {}
+local fired, skipped, pushed = {}, {}, {}
 for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
   local dep = dependent(i)
   -- HSETNX: an arrival counts once, however often this step's end is reported.
@@ -85,10 +99,15 @@ for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
     if (redis.call('HGET', dep.step, 'status') or 'pending') == 'pending' then
       if decision == 'fire' then
         redis.call('HSET', dep.step, 'status', 'queued')
-        -- Until its message is published, the outbox guards the dependent: if this process
-        -- dies before publishing, the sweeper publishes it.
-        redis.call('ZADD', outbox, guard, dep.member)
         record(history, now_iso, 'queued', 'step', dep.name)
+        -- Until a delivery claims it, the outbox guards the dependent: if this process dies
+        -- before publishing it, or a worker dies holding its message unclaimed, the sweeper
+        -- publishes it again.
+        redis.call('ZADD', outbox, guard, dep.member)
+        if pushing and dep.message ~= '' then
+          redis.call('LPUSH', dep.queue, dep.message)
+          table.insert(pushed, dep.name)
+        end
         table.insert(fired, dep.name)
       elseif decision == 'skip' then
         -- Taken now so no later arrival decides again; the caller ends it as skipped (and the
@@ -107,10 +126,13 @@ if remaining <= 0 then
   if tonumber(redis.call('HGET', run, 'failed') or '0') > 0 then final = 'failed' end
   redis.call('HSET', run, 'status', final, 'finished_at', now_iso)
   record(history, now_iso, 'finished', 'status', final)
+  run_ended(run, expiring, archiving)
   run_status = final
 end
-local result = {'ok', run_status, redis.call('HGET', run, 'epoch') or '0'}
+local result = {'ok', run_status, run_epoch}
 for _, name in ipairs(fired) do table.insert(result, name) end
 table.insert(result, '|')
 for _, name in ipairs(skipped) do table.insert(result, name) end
+table.insert(result, '|')
+for _, name in ipairs(pushed) do table.insert(result, name) end
 return result

@@ -33,3 +33,22 @@ end
 local function record(history, at, event, ...)
   redis.call('XADD', history, 'MAXLEN', '~', 100000, '*', 'at', at, 'event', event, ...)
 end
+
+-- Retention of a run whose hash has no `retention` field (created before there was one): 7 days,
+-- the default of ORCH_RUN_RETENTION.
+local DEFAULT_RETENTION = 7 * 86400
+
+-- A run has ended (succeeded, failed or cancelled): every script that ends one calls this. Its keys
+-- are removed `retention` seconds from now (`expiring`, read by orchestrator/store/retention.py), and
+-- a run marked `archive` waits in `archiving` for the durable history, scored by when it ended; the
+-- janitor removes no run while it is there. The clock is the server's, as the scores are compared
+-- with the janitor's clock only at the scale of a retention.
+local function run_ended(run, expiring, archiving)
+  local fields = redis.call('HMGET', run, 'run_id', 'retention', 'archive')
+  local run_id = fields[1]
+  if not run_id then return end
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
+  redis.call('ZADD', expiring, now + (tonumber(fields[2] or '') or DEFAULT_RETENTION), run_id)
+  if fields[3] == '1' then redis.call('ZADD', archiving, now, run_id) end
+end
