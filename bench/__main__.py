@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from rich.table import Table
 
-from bench import burst, commands, fanout, history, lag, limits, peer, profile, recovery, runs, throughput
+from bench import burst, commands, fanout, footprint, history, lag, limits, peer, profile, recovery, runs, throughput
 from bench import compile as compile_bench
 from bench.report import RESULTS, console
 
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "limits": limits.main,
     "burst": burst.main,
     "runs": runs.main,
+    "footprint": footprint.main,
     "history": history.main,
     "profile": profile.main,
 }

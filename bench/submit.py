@@ -8,12 +8,13 @@ Run from the repository root::
 **(a) The coordinator.** ``Coordinator.submit`` of one definition, in this process, for two shapes
 of ``--steps`` no-op steps: ``chain`` (one root) and ``wide`` (every step a root, so its submit
 publishes ``--steps`` messages). Each round submits each shape ``--submits`` times, after a first
-submit outside the figures (the plan is then already stored under its content hash, and the
-store's in-process plan cache holds it). The phases are timed by wrapping the coordinator's and
-the store's own methods on these instances (no product code changes): ``compile``
-(``Coordinator.compile``), ``create`` (``RunStore.runs.create``: the plan write and the run's
-transaction), of which ``plan write`` (``save_plan``: serialising the plan and ``SET NX``), and
-``publish`` (``Dispatcher.send`` of the roots). "On top of publishing" is the whole submit less
+submit outside the figures (the plan is then compiled and in the coordinator's plan cache,
+``orchestrator/plan/cache.py``, and stored under its content hash). The phases are timed by
+wrapping the coordinator's and the store's own methods on these instances (no product code
+changes): ``compile`` (``Coordinator.compile``: a cache lookup once compiled), ``create``
+(``RunStore.runs.create``: the plan write and the run's transaction), of which ``plan write``
+(``save_plan``: an ``EXISTS``; the plan is serialised and written only when it is not stored
+yet), and ``publish`` (``Dispatcher.send`` of the roots). "On top of publishing" is the whole submit less
 ``publish``; target: under 100 ms. No worker runs: between two submits the benchmark empties the
 queue and deletes the run, so every submit meets the same store.
 

@@ -17,6 +17,7 @@ from workers import builtin, logs, metrics, sensors, sentry, triggers
 from workers.runtime import WorkerApp
 from workers.step import register_step_task
 from workers.sweeper import Sweeper
+from workers.timers import TimerCompactor
 
 
 def create_app(
@@ -43,6 +44,7 @@ def create_app(
     triggers.register(app)
     sensors.register(app)
     app.steps["worker"].add(Sweeper)
+    app.steps["worker"].add(TimerCompactor)  # bounds the main process: workers/timers.py
     metrics.setup(app)
     return app
 

@@ -121,12 +121,22 @@ class QoS(redis.QoS):
                 self._acked[:0] = acked
                 raise
 
+    def restore_unacked_once(self, stderr: Any = None) -> Any:
+        """The channel closes: send the buffered acks first. kombu calls :meth:`restore_unacked` only
+        when a delivery is still unacked, so a worker stopped right after its last ack would
+        otherwise close with that ack unsent."""
+        self._flush_before_closing()
+        return super().restore_unacked_once(stderr)
+
     def restore_unacked(self, client: Any = None) -> None:
+        self._flush_before_closing()
+        super().restore_unacked(client)
+
+    def _flush_before_closing(self) -> None:
         try:
             self.flush_acks()
         except Exception:  # the broker is gone: these are delivered again a visibility timeout later
             log.warning("could not send %d acks before closing the channel", len(self._acked), exc_info=True)
-        super().restore_unacked(client)
 
     def _take_acked(self, pipe: Any) -> list[str]:
         acked, self._acked = self._acked, []  # one swap: acks from other threads land in the new list

@@ -27,6 +27,11 @@ from orchestrator.engine.records import RunRecord, RunStatus, RunSummary, Trigge
 from orchestrator.errors import ExitCode, InvalidArgument, InvalidParams, ServiceUnavailable, WorkflowNotFound
 from orchestrator.services import Services, services
 
+LIST_READS = 5
+"""Store pages one ``orchestrator runs`` reads at most to fill its list: each examines a bounded number
+of runs (``PAGE_SCAN`` per run it returns), so a filter that matches rarely costs the same however
+many runs the store holds, and prints the cursor to look further."""
+
 _STYLE = {
     "pending": "dim",
     "queued": "cyan",
@@ -213,7 +218,9 @@ def runs(
     found: list[RunSummary] = []
     cursor = after
     with services() as svc:
-        while len(found) < limit:
+        for _ in range(LIST_READS):  # a filter that matches rarely ends with a cursor, not a scan of every run
+            if len(found) >= limit:
+                break
             query = RunQuery(
                 workflow, status, trigger, moments["since"], limit - len(found), cursor, actor, moments["until"]
             )

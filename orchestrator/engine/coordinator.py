@@ -24,7 +24,8 @@ from orchestrator.engine.records import EventKind, Outcome, RunRecord, RunStatus
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import CancelVerdict, CompleteVerdict, Completion, ItemVerdict, RecoverVerdict
 from orchestrator.errors import Deferred, RunStateError, ServiceUnavailable, WorkerLost
-from orchestrator.plan.compiler import Plan, compile_workflow
+from orchestrator.plan.cache import PlanCache
+from orchestrator.plan.compiler import Plan
 
 log = logging.getLogger(__name__)
 FAN_OUT_BATCH = 1000
@@ -74,11 +75,13 @@ class Coordinator:
         self.observe = observers if observers is not None else Observers()
         self.archive = archive
         self.retention = retention
+        self.plans = PlanCache(base_policy)
 
     # --- runs --------------------------------------------------------------------------------
 
     def compile(self, workflow: Workflow) -> Plan:
-        return compile_workflow(workflow, self.base_policy)
+        """The workflow's plan, compiled once per definition (:mod:`orchestrator.plan.cache`)."""
+        return self.plans.plan(workflow)
 
     def submit(
         self,
@@ -90,7 +93,7 @@ class Coordinator:
         idempotency_key: str | None = None,
         logical_date: str | None = None,
     ) -> Submitted:
-        """Check params, compile, record and dispatch a run.
+        """Check params, compile (once per definition), record and dispatch a run.
 
         A second submission with the same ``idempotency_key`` for the same workflow (atomically,
         however the calls race) answers with the first run, ``created`` False, and records nothing.

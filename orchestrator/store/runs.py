@@ -50,8 +50,11 @@ class RedisRuns(Part):
     # --- plans -------------------------------------------------------------------------------
 
     def save_plan(self, plan: Plan) -> None:
-        """Store a plan under its content hash (idempotent)."""
-        self.redis.set(self.keys.plan(plan.plan_id), plan.model_dump_json(), nx=True)
+        """Store a plan under its content hash (idempotent). A plan already there is not serialised again:
+        a 10,000-step plan is megabytes of JSON, and nothing deletes a plan once stored."""
+        key = self.keys.plan(plan.plan_id)
+        if not self.redis.exists(key):
+            self.redis.set(key, plan.model_dump_json(), nx=True)
 
     @reachable
     def _fetch_plan(self, plan_id: str) -> Plan:
@@ -215,16 +218,21 @@ class RedisRuns(Part):
         floor = query.since if query.since is not None else "-inf"
         found: list[RunSummary] = []
         budget = PAGE_SCAN * query.limit
+        size = query.limit  # a page without a filter reads just its runs; a filter that skips some reads more
         while budget > 0 and len(found) < query.limit:
-            batch = cast(
+            wanted = min(budget, size)
+            asked = wanted + (last_id is not None)  # the range starts at the cursor's own entry, inclusive
+            raw = cast(
                 list[tuple[str, float]],
-                self.redis.zrevrangebyscore(index, top, floor, start=0, num=min(budget, 500), withscores=True),
+                self.redis.zrevrangebyscore(index, top, floor, start=0, num=asked, withscores=True),
             )
-            if last_id is not None:  # the entries of the cursor's own score up to it were on earlier pages
-                batch = [(m, sc) for m, sc in batch if not (str(sc) == str(top) and m >= last_id)]
-            if not batch:
+            # The entries of the cursor's own score up to it were on earlier pages.
+            batch = [(m, sc) for m, sc in raw if last_id is None or not (str(sc) == str(top) and m >= last_id)]
+            batch = batch[:wanted]
+            budget -= max(len(batch), 1)
+            size = min(2 * size, PAGE_BATCH)
+            if len(raw) < asked and not batch:
                 return RunPage(found, None)
-            budget -= len(batch)
             pipe = self.redis.pipeline(transaction=False)
             for run_id, _ in batch:
                 pipe.hgetall(self.keys.run(run_id))
@@ -329,6 +337,8 @@ class RedisRuns(Part):
 
 PAGE_SCAN = 50
 """How many runs one page may examine, per run it returns (filters that match rarely stop early)."""
+PAGE_BATCH = 500
+"""Index entries one read of a page takes at most (the first read takes the page's size)."""
 
 
 def _matches(meta: dict[str, str], query: RunQuery) -> bool:

@@ -112,3 +112,22 @@ def test_flower_never_runs_without_basic_auth(cli: CliRunner, monkeypatch: pytes
     monkeypatch.delenv("ORCH_FLOWER_BASIC_AUTH", raising=False)
     code, _, err = invoke(cli, "flower")
     assert code == 2 and "ORCH_FLOWER_BASIC_AUTH" in err
+
+
+def test_runs_with_a_filter_that_matches_nothing_stops_with_a_cursor(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``runs`` reads a bounded number of store pages, each a bounded number of runs: a filter that
+    matches nothing costs the same however many runs there are, and says where to continue."""
+    from orchestrator.cli import runs as runs_command
+    from orchestrator.store import runs as store_runs
+
+    monkeypatch.setattr(store_runs, "PAGE_SCAN", 1)  # a page examines as many runs as it may show
+    monkeypatch.setattr(runs_command, "LIST_READS", 2)
+    made = [invoke(cli, "run", EXAMPLE)[1].strip() for _ in range(6)]
+    code, out, err = invoke(cli, "runs", "--status", "failed", "--limit", "2", "--json")
+    assert code == 0 and json.loads(out) == []
+    cursor = err.split("next page: --after ")[1].split()[0]  # 4 of the 6 examined
+    code, out, err = invoke(cli, "runs", "--limit", "2", "--after", cursor, "--json")
+    listed = [r["run_id"] for r in json.loads(out)]
+    assert listed == made[:2][::-1], ([made.index(r) for r in listed], err)

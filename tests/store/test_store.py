@@ -14,7 +14,7 @@ from orchestrator.definition.loader import build_workflow
 from orchestrator.definition.models import TriggerRule
 from orchestrator.engine.context import StepReads
 from orchestrator.engine.coordinator import Coordinator
-from orchestrator.engine.ports import NewRun
+from orchestrator.engine.ports import NewRun, RunQuery
 from orchestrator.engine.records import Outcome, RunStatus, StepError, StepStatus, Trigger
 from orchestrator.engine.rules import Decision, decide
 from orchestrator.engine.unit import StepMessage, Unit
@@ -335,3 +335,43 @@ def test_a_fan_out_whose_ender_died_is_ended_by_the_sweeper(store: RedisRunStore
     assert dispatcher.sent == ["after"]  # its dependent goes out; no item is published again
     coordinator.recover()
     assert dispatcher.sent == ["after"]
+
+
+def _all_pages(store: RedisRunStore, **query: object) -> tuple[list[str], int]:
+    """Every run a list shows, page after page, and the pages it took."""
+    seen: list[str] = []
+    after, pages = None, 0
+    while True:
+        page = store.runs.page(RunQuery(after=after, **query))  # type: ignore[arg-type]
+        seen += [r.run_id for r in page.runs]
+        pages += 1
+        if page.next is None or not page.runs:
+            return seen, pages
+        after = page.next
+
+
+def test_pages_read_only_the_runs_they_show_and_filters_widen_their_reads(
+    store: RedisRunStore, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = _plan({"a": {"task": "t"}})
+    ids = [_new_run(store, plan, f"r{i:03}") for i in range(120)]
+    failed = set(ids[::7])
+    for run_id in failed:
+        redis_client.hset(store.keys.run(run_id), "status", RunStatus.FAILED.value)
+    newest_first = [r.run_id for r in sorted((store.runs.get(i) for i in ids), key=lambda r: r.created_at)][::-1]
+
+    read: list[int] = []
+    original = store.runs.redis.zrevrangebyscore
+
+    def counted(*args: object, **kwargs: object) -> object:
+        found = original(*args, **kwargs)  # type: ignore[arg-type]
+        read.append(len(found))  # type: ignore[arg-type]
+        return found
+
+    monkeypatch.setattr(store.runs.redis, "zrevrangebyscore", counted)
+    first = store.runs.page(RunQuery(limit=10))
+    assert read == [10]  # the newest ten, not a batch of the index
+    assert [r.run_id for r in first.runs] == newest_first[:10]
+
+    assert _all_pages(store, limit=10)[0] == newest_first
+    assert _all_pages(store, limit=4, status=RunStatus.FAILED)[0] == [i for i in newest_first if i in failed]
