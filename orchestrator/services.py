@@ -140,7 +140,9 @@ def backlog(
     def lists() -> dict[str, tuple[str, ...]]:
         return {name: keys.queue_lists(name) for name in {settings.defaults.queue, *names()}}
 
-    return BacklogCollector(broker, lists, store.redis, keys.dead_letter_index())
+    return BacklogCollector(
+        broker, lists, store.redis, keys.dead_letter_index(), expiring=keys.expiring(), archiving=keys.archiving()
+    )
 
 
 def shares_store(app: Celery, store_url: str, keys: Keys) -> bool:

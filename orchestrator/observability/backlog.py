@@ -1,16 +1,19 @@
-"""What Redis holds, read when Prometheus scrapes: queue depths, the run store's size, dead letters.
+"""What Redis holds, read when Prometheus scrapes: queue depths, store size, dead letters, backlogs.
 
 A custom collector rather than gauges someone keeps up to date: the numbers are Redis's own, so
 every process that serves ``/metrics`` (the API, a worker's main process) reports the same, and
 no writer can let them drift. One scrape is one pipeline round trip: ``LLEN`` of each list of each
-queue (kombu keeps one list per priority step), ``DBSIZE``, ``ZCARD`` of the dead-letter index and
-``INFO memory``. The key layout is the store's business: the composition root hands in which lists
-make up each queue and which key indexes the dead letters.
+queue (kombu keeps one list per priority step), ``DBSIZE``, ``ZCARD`` of the dead-letter index,
+``INFO memory``, and the retention and history queues (``ZCOUNT`` of the runs due, ``ZCARD`` and the
+oldest entry of the runs waiting for the export). The key layout is the store's business: the
+composition root hands in which lists make up each queue and which keys index the dead letters and
+the finished runs.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -33,20 +36,26 @@ class BacklogCollector(Collector):
         queues: Which lists make up each queue.
         store: Redis holding run state (often the same server).
         dead_letter_index: The sorted set indexing dead letters.
+        expiring: The sorted set of finished runs by when their retention ends.
+        archiving: The sorted set of finished runs waiting for the history, by when they ended.
     """
 
-    def __init__(self, broker: Redis, queues: QueueLists, store: Redis, dead_letter_index: str) -> None:
+    def __init__(
+        self, broker: Redis, queues: QueueLists, store: Redis, dead_letter_index: str, expiring: str, archiving: str
+    ) -> None:
         self.broker = broker
         self.queues = queues
         self.store = store
         self.dead_letter_index = dead_letter_index
+        self.expiring = expiring
+        self.archiving = archiving
 
     def describe(self) -> list[Metric]:
         """The families without reading Redis (registering the collector does no I/O)."""
         return list(_families())
 
     def collect(self) -> Iterator[Metric]:
-        depth, keys, memory, letters, up = _families()
+        depth, keys, memory, letters, due, waiting, waited, up = _families()
         try:
             lists = {queue: tuple(names) for queue, names in self.queues().items()}
             pipe = self.broker.pipeline(transaction=False)
@@ -60,17 +69,24 @@ class BacklogCollector(Collector):
             pipe.dbsize()
             pipe.zcard(self.dead_letter_index)
             pipe.info("memory")
-            size, held, info = pipe.execute()
+            now = time.time()
+            pipe.zcount(self.expiring, "-inf", now)
+            pipe.zcard(self.archiving)
+            pipe.zrange(self.archiving, 0, 0, withscores=True)
+            size, held, info, overdue, backlog, oldest = pipe.execute()
             keys.add_metric([], int(size))
             letters.add_metric([], int(held))
             memory.add_metric([], float(info.get("used_memory", 0)))
+            due.add_metric([], int(overdue))
+            waiting.add_metric([], int(backlog))
+            waited.add_metric([], max(0.0, now - float(oldest[0][1])) if oldest else 0.0)
             up.add_metric([], 1)
         except Exception as exc:  # a scrape must answer, with what it could not read missing
             log.warning("could not read queue depths and store size from Redis: %s", exc)
             up.add_metric([], 0)
             yield up
             return
-        yield from (depth, keys, memory, letters, up)
+        yield from (depth, keys, memory, letters, due, waiting, waited, up)
 
 
 def _families() -> tuple[GaugeMetricFamily, ...]:
@@ -81,5 +97,10 @@ def _families() -> tuple[GaugeMetricFamily, ...]:
         GaugeMetricFamily(metrics.STORE_KEYS, "Keys in the run store's Redis database."),
         GaugeMetricFamily(metrics.STORE_MEMORY, "Bytes of memory the run store's Redis uses."),
         GaugeMetricFamily(metrics.DEAD_LETTERS_HELD, "Dead letters kept for replay or deletion."),
+        GaugeMetricFamily(metrics.RETENTION_DUE, "Finished runs whose retention is over, not removed yet."),
+        GaugeMetricFamily(metrics.HISTORY_BACKLOG, "Finished runs waiting to be written to the history."),
+        GaugeMetricFamily(
+            metrics.HISTORY_BACKLOG_AGE, "Seconds the oldest run waiting for the history has waited (0: none)."
+        ),
         GaugeMetricFamily(metrics.BACKLOG_UP, "1 when the last read of the queue and store gauges worked."),
     )
