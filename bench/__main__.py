@@ -16,7 +16,21 @@ from collections.abc import Callable
 
 from rich.table import Table
 
-from bench import burst, commands, fanout, footprint, history, lag, limits, peer, profile, recovery, runs, throughput
+from bench import (
+    burst,
+    cluster,
+    commands,
+    fanout,
+    footprint,
+    history,
+    lag,
+    limits,
+    peer,
+    profile,
+    recovery,
+    runs,
+    throughput,
+)
 from bench import compile as compile_bench
 from bench.report import RESULTS, console
 
@@ -33,6 +47,7 @@ BENCHMARKS: dict[str, Callable[[list[str]], int]] = {
     "runs": runs.main,
     "footprint": footprint.main,
     "history": history.main,
+    "cluster": cluster.main,
     "profile": profile.main,
 }
 

@@ -28,8 +28,6 @@ from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.records import RunRecord
 from orchestrator.plan.policy import base_policy
 from orchestrator.store import RedisRunStore
-from orchestrator.store.connections import redis_client
-from orchestrator.store.keys import Keys
 
 OURS_DB = 0
 PLAIN_DB = 1  # broker and recorded timestamps
@@ -50,24 +48,35 @@ class Ours:
         processes: Owns the Redis server and the workers.
         prefix: ``ORCH_KEY_PREFIX``.
         env: Extra worker environment (e.g. ``ORCH_WORKER__LEASE``).
+        store_url: The run store, when it is not the broker's database (another database, a
+            Redis Cluster: ``bench.cluster``).
     """
 
-    def __init__(self, processes: Processes, prefix: str = "bench", env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        processes: Processes,
+        prefix: str = "bench",
+        env: Mapping[str, str] | None = None,
+        *,
+        store_url: str | None = None,
+    ) -> None:
         self.processes = processes
         self.url = processes.redis.url(OURS_DB)
+        self.store_url = store_url or self.url
         self.prefix = prefix
         self.extra_env = dict(env or {})
         self.settings = Settings(
             broker_url=self.url,
-            store_url=self.url,
+            store_url=self.store_url,
             key_prefix=prefix,
             task_modules=["bench.tasks"],
         )
         from workers.app import create_app  # importing builds a module-level app: keep it out of import time
 
         self.app: Celery = create_app(self.settings)
-        self.redis: Redis = redis_client(self.url)
-        self.store = RedisRunStore(self.redis, Keys(prefix))
+        self.store = RedisRunStore.connect(self.store_url, prefix=prefix, shards=self.settings.store_shards)
+        self.redis: Redis = self.store.redis
+        self.broker: Redis = processes.redis.client(OURS_DB)
         self.coordinator = Coordinator(
             self.store,
             CeleryDispatcher(self.app),
@@ -78,7 +87,7 @@ class Ours:
     def env(self) -> dict[str, str]:
         return {
             "ORCH_BROKER_URL": self.url,
-            "ORCH_STORE_URL": self.url,
+            "ORCH_STORE_URL": self.store_url,
             "ORCH_KEY_PREFIX": self.prefix,
             "ORCH_TASK_MODULES": "bench.tasks",
             **self.extra_env,
@@ -147,13 +156,13 @@ class Ours:
                 pending = []
         if pending:
             self.redis.unlink(*pending)
-        self.redis.zrem(keys.runs(), run_id)
-        self.redis.zrem(keys.runs_of(workflow), run_id)
+        self.redis.zrem(keys.shard(run_id).runs(), run_id)
+        self.redis.zrem(keys.shard(run_id).runs_of(workflow), run_id)
 
     def purge(self) -> int:
         """Drop every message waiting in our default queue (all its priority lists); returns how many."""
         lists = self.store.keys.queue_lists(self.settings.defaults.queue)
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.broker.pipeline(transaction=False)
         for name in lists:
             pipe.llen(name)
         pipe.delete(*lists)
@@ -161,6 +170,8 @@ class Ours:
 
     def close(self) -> None:
         self.app.close()
+        self.store.close()
+        self.broker.close()
 
 
 class Plain:

@@ -29,7 +29,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from config.urls import BROKER_SCHEMES, REDIS_SCHEMES, history_url_problem, url_problem, url_scheme
+from config.urls import (
+    BROKER_SCHEMES,
+    CLUSTER_SCHEMES,
+    REDIS_SCHEMES,
+    STORE_SCHEMES,
+    history_url_problem,
+    url_problem,
+    url_scheme,
+)
 
 SECRETS_DIR_ENV = "ORCH_SECRETS_DIR"
 
@@ -226,7 +234,16 @@ class Settings(BaseSettings):
     )
     result_backend: str | None = Field(default=None, description="Celery result backend; default: the store.")
     store_url: str | None = Field(
-        default=None, description="Redis holding run state; default: the broker when it is Redis."
+        default=None,
+        description="Redis holding run state (redis://, rediss://, sentinel://, or a cluster: "
+        "redis+cluster://HOST:PORT,HOST:PORT); default: the broker when it is Redis.",
+    )
+    store_shards: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="Shards of the run store on Redis Cluster (unused on one Redis): at most this many masters "
+        "share the work. Fixed for the life of a store: changing it hides the runs already there.",
     )
     sentinel_master: str | None = Field(
         default=None, description="Name of the Redis master when the broker or store URL is sentinel://."
@@ -336,7 +353,12 @@ class Settings(BaseSettings):
     def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or (info.field_name == "result_backend" and url_scheme(value) not in REDIS_SCHEMES):
             return value  # a result backend of another kind is Celery's to check
-        allowed = REDIS_SCHEMES if info.field_name == "store_url" else BROKER_SCHEMES
+        if info.field_name != "store_url" and url_scheme(value) in CLUSTER_SCHEMES:
+            raise ValueError(
+                "is a Redis Cluster, which Celery cannot use: a cluster holds the run store only "
+                "(ORCH_STORE_URL); give the broker its own Redis or RabbitMQ"
+            )
+        allowed = STORE_SCHEMES if info.field_name == "store_url" else BROKER_SCHEMES
         if (problem := url_problem(value, allowed)) is not None:
             raise ValueError(problem)
         return value
@@ -364,6 +386,11 @@ class Settings(BaseSettings):
         urls = [u for u in (self.broker_url, self.store_url) if u]
         if any(u.startswith("sentinel://") for u in urls) and not self.sentinel_master:
             raise ValueError("sentinel:// URLs need the master's name in ORCH_SENTINEL_MASTER")
+        if self.store_clustered and self.broker_url is None:
+            raise ValueError(
+                "ORCH_STORE_URL is a Redis Cluster, which Celery cannot use as its broker: set ORCH_BROKER_URL "
+                "to a Redis (redis://) or RabbitMQ (amqp://) of its own"
+            )
         if self.broker_url and not self.store_url and url_scheme(self.broker_url) not in REDIS_SCHEMES:
             raise ValueError(
                 f"run state needs Redis: ORCH_BROKER_URL is {url_scheme(self.broker_url)}://, so set "
@@ -380,6 +407,11 @@ class Settings(BaseSettings):
     def history_enabled(self) -> bool:
         """True when ``ORCH_HISTORY_URL`` is set: finished runs are written to PostgreSQL."""
         return self.history_url is not None
+
+    @property
+    def store_clustered(self) -> bool:
+        """True when the run store is a Redis Cluster (``redis+cluster://``)."""
+        return self.store_url is not None and url_scheme(self.store_url) in CLUSTER_SCHEMES
 
     @property
     def resolved_store_url(self) -> str | None:

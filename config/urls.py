@@ -10,6 +10,10 @@ from urllib.parse import SplitResult, parse_qs, urlsplit
 
 REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "unix", "sentinel"})
 """URL schemes of a Redis server, as redis-py and kombu spell them (the one list of them)."""
+CLUSTER_SCHEMES = frozenset({"redis+cluster", "rediss+cluster"})
+"""URL schemes of a Redis Cluster (``redis+cluster://HOST:PORT,HOST:PORT``): the run store may be
+one; Celery's broker may not (kombu's Redis transport does not speak the cluster protocol)."""
+STORE_SCHEMES = REDIS_SCHEMES | CLUSTER_SCHEMES
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 """URL schemes of a RabbitMQ broker."""
 BROKER_SCHEMES = REDIS_SCHEMES | AMQP_SCHEMES
@@ -33,6 +37,8 @@ def url_problem(url: str, allowed: frozenset[str]) -> str | None:
         return f"has {shown}; use one of {_schemes(allowed)}"
     if scheme in ("unix", "redis+socket"):
         return _socket_problem(urlsplit(url.replace("redis+socket://", "unix://", 1)))
+    if scheme in CLUSTER_SCHEMES:
+        return _cluster_problem(url)
     parts = url.split(";") if scheme == "sentinel" else [url]
     for part in parts:
         if (problem := _host_problem(urlsplit(part.strip()), last=part is parts[-1])) is not None:
@@ -52,6 +58,37 @@ def _host_problem(parts: SplitResult, *, last: bool) -> str | None:
     database = parts.path.strip("/")
     if database and not database.isdigit():
         return "has a database that is not a number: write redis://HOST:PORT/NUMBER, such as /0"
+    return None
+
+
+def cluster_nodes(url: str) -> list[tuple[str, int]]:
+    """The ``(host, port)`` of each node a ``redis+cluster://`` URL names (port 6379 unless given).
+
+    Raises:
+        ValueError: a port is not a number from 1 to 65535.
+    """
+    hosts = url.split("://", 1)[1].rpartition("@")[2].split("/", 1)[0].split("?", 1)[0]
+    nodes = []
+    for part in filter(None, (h.strip() for h in hosts.split(","))):
+        host, colon, port = part.rpartition(":")
+        if not colon:
+            host, port = part, "6379"
+        if not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("has a port that is not a number from 1 to 65535")
+        nodes.append((host, int(port)))
+    return nodes
+
+
+def _cluster_problem(url: str) -> str | None:
+    try:
+        nodes = cluster_nodes(url)
+    except ValueError as exc:
+        return str(exc)
+    if not nodes or not all(host for host, _ in nodes):
+        return "names no host: write redis+cluster://HOST:PORT,HOST:PORT (any of the cluster's nodes)"
+    database = urlsplit(url.replace(",", "_")).path.strip("/")
+    if database not in ("", "0"):
+        return "names a database: a Redis Cluster has only database 0"
     return None
 
 

@@ -14,10 +14,10 @@ Control flow that is not a failure lives at the end of this module, outside the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 
 class ExitCode(IntEnum):
@@ -228,6 +228,18 @@ class ServiceUnavailable(OrchestratorError):
     def __init__(self, message: str, run_id: str | None = None) -> None:
         self.run_id = run_id
         super().__init__(message)
+
+
+_Class = TypeVar("_Class", bound=type)
+
+
+def on_public_methods(cls: _Class, decorator: Callable[[Any], Any]) -> _Class:
+    """Apply ``decorator`` to every public method of ``cls``: how the run store and the history wrap
+    their methods in the one that turns their client library's errors into this tree's."""
+    for name, member in list(vars(cls).items()):
+        if callable(member) and not name.startswith("_"):
+            setattr(cls, name, decorator(member))
+    return cls
 
 
 # --- control flow (not failures) ---------------------------------------------------------------

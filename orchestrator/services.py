@@ -140,8 +140,14 @@ def backlog(
     def lists() -> dict[str, tuple[str, ...]]:
         return {name: keys.queue_lists(name) for name in {settings.defaults.queue, *names()}}
 
+    shards = keys.all_shards
     return BacklogCollector(
-        broker, lists, store.redis, keys.dead_letter_index(), expiring=keys.expiring(), archiving=keys.archiving()
+        broker,
+        lists,
+        store.redis,
+        [shard.dead_letter_index() for shard in shards],
+        expiring=[shard.expiring() for shard in shards],
+        archiving=[shard.archiving() for shard in shards],
     )
 
 
@@ -178,9 +184,14 @@ def services(settings: Settings | None = None) -> Iterator[Services]:
         assert store_url is not None
         app = load_app(settings, embedded.broker_url if embedded else None, store_url if embedded else None)
         stack.callback(app.close)
-        client = redis_client(store_url, sentinel_master=settings.sentinel_master)
-        stack.callback(client.close)
-        store = RedisRunStore(client, Keys(settings.key_prefix), submission_ttl=settings.submission_ttl)
+        store = RedisRunStore.connect(
+            store_url,
+            prefix=settings.key_prefix,
+            shards=settings.store_shards,
+            sentinel_master=settings.sentinel_master,
+            submission_ttl=settings.submission_ttl,
+        )
+        stack.callback(store.close)
         dispatcher = CeleryDispatcher(app, shares_store=shares_store(app, store_url, store.keys))
         observers = Observers(LogObserver())
         coordinator = Coordinator(

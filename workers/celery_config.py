@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from config import Settings, url_scheme
+from config.urls import CLUSTER_SCHEMES, REDIS_SCHEMES
 from orchestrator.store.keys import Keys
 
 
@@ -33,7 +34,7 @@ def celery_config(settings: Settings, broker_url: str, store_url: str) -> dict[s
     return {
         "broker_transport": _transport(broker_url),
         "broker_url": broker_url,
-        "result_backend": settings.result_backend or _celery_url(store_url),
+        "result_backend": settings.result_backend or _default_backend(broker_url, store_url),
         "task_serializer": "json",
         "result_serializer": "json",
         "event_serializer": "json",
@@ -84,6 +85,14 @@ _TRANSPORTS = {
     "redis+socket": "workers.transport:Transport",
     "sentinel": "workers.transport:SentinelTransport",
 }
+
+
+def _default_backend(broker_url: str, store_url: str) -> str | None:
+    """The store's Redis; with the store on a cluster (which Celery's backend cannot use), the broker's
+    when it is Redis, else none (our tasks ignore their results: only ``AsyncResult`` users miss it)."""
+    if url_scheme(store_url) not in CLUSTER_SCHEMES:
+        return _celery_url(store_url)
+    return _celery_url(broker_url) if url_scheme(broker_url) in REDIS_SCHEMES else None
 
 
 def _celery_url(redis_url: str) -> str:

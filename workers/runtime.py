@@ -27,7 +27,7 @@ from orchestrator.observability.events import LogObserver, dead_lettered
 from orchestrator.observability.metrics import DEAD_LETTERS
 from orchestrator.plan.policy import base_policy
 from orchestrator.services import shares_store
-from orchestrator.store import Keys, RedisRunStore, redis_client
+from orchestrator.store import RedisRunStore
 from workers.celery_config import celery_config
 from workers.leases import LeaseKeeper
 from workers.sentry import observe as observe_sentry
@@ -84,9 +84,15 @@ class Runtime:
 
     def __init__(self, app: Celery, settings: Settings, store_url: str) -> None:
         self.settings = settings
-        self.keys = Keys(settings.key_prefix)
-        self.redis = redis_client(store_url, sentinel_master=settings.sentinel_master)
-        self.store = RedisRunStore(self.redis, self.keys, submission_ttl=settings.submission_ttl)
+        self.store = RedisRunStore.connect(
+            store_url,
+            prefix=settings.key_prefix,
+            shards=settings.store_shards,
+            sentinel_master=settings.sentinel_master,
+            submission_ttl=settings.submission_ttl,
+        )
+        self.keys = self.store.keys
+        self.redis = self.store.redis
         self.dispatcher = CeleryDispatcher(app, shares_store=shares_store(app, store_url, self.keys))
         self.observers = Observers(LogObserver())
         """Told of every state change this process makes: logs, metrics and Sentry add theirs."""

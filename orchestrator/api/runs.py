@@ -13,7 +13,7 @@ from config import Scope
 from orchestrator.api.auth import Caller, requires
 from orchestrator.api.problems import RESPONSES
 from orchestrator.api.schemas import EventPage, RunPageResponse, SubmitRequest, SubmitResponse
-from orchestrator.definition.durations import parse_duration, parse_moment
+from orchestrator.definition.durations import InvalidMoment, parse_duration, parse_window
 from orchestrator.engine.ports import RunQuery
 from orchestrator.engine.records import RunRecord, RunStatus, Trigger
 from orchestrator.errors import InvalidArgument
@@ -121,14 +121,11 @@ def list_runs(
     The hot store's runs and, with ``ORCH_HISTORY_URL``, the history's, newest first in one list.
     A page may hold fewer than ``limit`` runs and still have a ``next``.
     """
-    now = time.time()
-    moments: dict[str, float | None] = {}
-    for name, text in (("since", since), ("until", until)):
-        try:
-            moments[name] = parse_moment(text, now) if text is not None else None
-        except ValueError as exc:
-            raise InvalidArgument(str(exc), name) from None
-    query = RunQuery(workflow, status, trigger, moments["since"], limit, next, actor, moments["until"])
+    try:
+        start, end = parse_window(since, until, time.time())
+    except InvalidMoment as exc:
+        raise InvalidArgument(str(exc), exc.name) from None
+    query = RunQuery(workflow, status, trigger, start, limit, next, actor, end)
     page = services(request).runs.page(query)
     return RunPageResponse(runs=page.runs, next=page.next)
 

@@ -17,7 +17,7 @@ from rich.text import Text
 from config import get_settings
 from orchestrator.cli.console import err, out, printable
 from orchestrator.cli.definitions import known_tasks, load
-from orchestrator.definition.durations import parse_moment
+from orchestrator.definition.durations import InvalidMoment, parse_window
 from orchestrator.definition.models import Workflow
 from orchestrator.definition.params import coerce_all
 from orchestrator.definition.registry import WorkflowRegistry
@@ -208,22 +208,17 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List runs, newest first: the hot store's, then the history's (ORCH_HISTORY_URL)."""
-    now = time.time()
-    moments: dict[str, float | None] = {}
-    for name, text in (("since", since), ("until", until)):
-        try:
-            moments[name] = parse_moment(text, now) if text is not None else None
-        except ValueError as exc:
-            raise InvalidArgument(f"--{name}: {exc}", name) from None
+    try:
+        start, end = parse_window(since, until, time.time())
+    except InvalidMoment as exc:
+        raise InvalidArgument(f"--{exc.name}: {exc}", exc.name) from None
     found: list[RunSummary] = []
     cursor = after
     with services() as svc:
         for _ in range(LIST_READS):  # a filter that matches rarely ends with a cursor, not a scan of every run
             if len(found) >= limit:
                 break
-            query = RunQuery(
-                workflow, status, trigger, moments["since"], limit - len(found), cursor, actor, moments["until"]
-            )
+            query = RunQuery(workflow, status, trigger, start, limit - len(found), cursor, actor, end)
             page = svc.runs.page(query)
             found += page.runs
             cursor = page.next

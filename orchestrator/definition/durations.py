@@ -80,3 +80,26 @@ def parse_moment(value: str, now: float) -> float:
             "duration ago such as 1h"
         ) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+class InvalidMoment(ValueError):
+    """A ``since`` or ``until`` that is no moment; ``name`` says which (callers word the message)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+def parse_window(since: str | None, until: str | None, now: float) -> tuple[float | None, float | None]:
+    """The ``since`` and ``until`` of a list of runs as epoch seconds (None where not given).
+
+    Raises:
+        InvalidMoment: one is neither an ISO-8601 time nor a duration ago.
+    """
+    moments: dict[str, float | None] = {}
+    for name, text in (("since", since), ("until", until)):
+        try:
+            moments[name] = parse_moment(text, now) if text is not None else None
+        except ValueError as exc:
+            raise InvalidMoment(name, str(exc)) from None
+    return moments["since"], moments["until"]

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError, ProgrammingError
 
-from orchestrator.errors import ConfigurationError, ServiceUnavailable
+from orchestrator.errors import ConfigurationError, ServiceUnavailable, on_public_methods
 
 CONNECT_TIMEOUT = 5
 """Seconds to wait for the server to answer a new connection."""
@@ -111,7 +111,4 @@ def reachable(method: _Method) -> _Method:
 
 def all_reachable(cls: _Class) -> _Class:
     """Apply :func:`reachable` to every public method of a class."""
-    for name, member in list(vars(cls).items()):
-        if callable(member) and not name.startswith("_"):
-            setattr(cls, name, reachable(member))
-    return cls
+    return on_public_methods(cls, reachable)

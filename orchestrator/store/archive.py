@@ -9,46 +9,44 @@ hashes, histories and index scores, then their steps' hashes and outputs.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import islice
 from typing import Any, cast
 
-from redis import Redis
 from redis.client import Pipeline
 
 from orchestrator.engine.ports import ArchivedRun
 from orchestrator.engine.records import RunEvent, RunRecord, StepRecord
 from orchestrator.errors import PlanNotFound
 from orchestrator.store.connections import all_reachable
-from orchestrator.store.keys import Keys
-from orchestrator.store.runs import RedisRuns
-from orchestrator.store.scripts import Part, Scripts
+from orchestrator.store.runs import RunsPart
 
 log = logging.getLogger(__name__)
 
 
 @all_reachable
-class RedisArchive(Part):
-    """:class:`~orchestrator.engine.ports.Archive` on Redis.
-
-    Args:
-        runs: The store's runs (their plans name each run's steps, cached in process).
-    """
-
-    def __init__(self, client: Redis, keys: Keys, scripts: Scripts, runs: RedisRuns) -> None:
-        super().__init__(client, keys, scripts)
-        self.runs = runs
+class RedisArchive(RunsPart):
+    """:class:`~orchestrator.engine.ports.Archive` on Redis."""
 
     def pending(self, limit: int) -> list[tuple[str, float]]:
-        """Up to ``limit`` queued run ids with the time each ended, oldest first."""
-        entries = cast(list[tuple[str, float]], self.redis.zrange(self.keys.archiving(), 0, limit - 1, withscores=True))
-        return [(str(member), float(score)) for member, score in entries]
+        """Up to ``limit`` queued run ids with the time each ended, oldest first (of all shards)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in self.keys.all_shards:
+            pipe.zrange(shard.archiving(), 0, limit - 1, withscores=True)
+        found = cast(list[list[tuple[str, float]]], pipe.execute())
+        oldest = islice(heapq.merge(*found, key=lambda entry: entry[1]), limit)
+        return [(str(member), float(score)) for member, score in oldest]
 
     def size(self) -> int:
         """How many finished runs wait for the history."""
-        return int(self.redis.zcard(self.keys.archiving()))
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in self.keys.all_shards:
+            pipe.zcard(shard.archiving())
+        return sum(int(count) for count in pipe.execute())
 
     def read(self, run_ids: Sequence[str]) -> dict[str, ArchivedRun]:
         """The runs, whole: record with steps and outputs, events, epoch and creation score.
@@ -59,7 +57,7 @@ class RedisArchive(Part):
         for run_id in run_ids:
             pipe.hgetall(self.keys.run(run_id))
             pipe.xrange(self.keys.history(run_id))
-            pipe.zscore(self.keys.runs(), run_id)
+            pipe.zscore(self.keys.shard(run_id).runs(), run_id)
         raw = pipe.execute()
         found: dict[str, tuple[dict[str, str], list[Any], float | None, list[str]]] = {}
         for i, run_id in enumerate(run_ids):
@@ -91,13 +89,14 @@ class RedisArchive(Part):
         """Dequeue these runs, each only if its score is still the one read; returns how many left.
 
         A run retried and ended again after it was read has a new score: it stays, to be written
-        again at its new epoch. The check and the removal are one optimistic transaction.
+        again at its new epoch. The check and the removal are one optimistic transaction per shard.
         """
-        if not entries:
-            return 0
-        key = self.keys.archiving()
-        wanted = dict(entries)
+        by_shard: dict[str, dict[str, float]] = {}
+        for run_id, score in entries:
+            by_shard.setdefault(self.keys.shard(run_id).archiving(), {})[run_id] = score
+        return sum(self._dequeue(key, wanted) for key, wanted in by_shard.items())
 
+    def _dequeue(self, key: str, wanted: dict[str, float]) -> int:
         gone: list[str] = []
 
         def remove(pipe: Pipeline) -> None:
@@ -112,14 +111,14 @@ class RedisArchive(Part):
 
     def defer(self, run_id: str, seconds: float) -> None:
         """Move a queued run to ``seconds`` from now (the back of the queue), if it is still queued."""
-        self.redis.zadd(self.keys.archiving(), {run_id: time.time() + seconds}, xx=True)
+        self.redis.zadd(self.keys.shard(run_id).archiving(), {run_id: time.time() + seconds}, xx=True)
 
     def hot(self, run_ids: Sequence[str]) -> dict[str, float]:
         """The runs among these whose hash is still here, with their score in the runs index."""
         pipe = self.redis.pipeline(transaction=False)
         for run_id in run_ids:
             pipe.exists(self.keys.run(run_id))
-            pipe.zscore(self.keys.runs(), run_id)
+            pipe.zscore(self.keys.shard(run_id).runs(), run_id)
         raw = pipe.execute()
         present: dict[str, float] = {}
         for i, run_id in enumerate(run_ids):

@@ -10,9 +10,11 @@ Celery acknowledge it, so the worker keeps serving. ``orchestrator dead-letters`
 from __future__ import annotations
 
 import base64
+import heapq
 import json
 import time
 import uuid
+from itertools import islice
 from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
@@ -97,29 +99,39 @@ class DeadLetters:
             headers=safe_headers,
             body=base64.b64encode(raw).decode("ascii"),
         )
+        shard = self.keys.shard(letter.id)  # on a cluster, letters are spread over the shards by id
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.dead_letters(), letter.id, letter.model_dump_json())
-        pipe.zadd(self.keys.dead_letter_index(), {letter.id: time.time()})
+        pipe.hset(shard.dead_letters(), letter.id, letter.model_dump_json())
+        pipe.zadd(shard.dead_letter_index(), {letter.id: time.time()})
         pipe.execute()
         return letter
 
     def list(self, limit: int = 100) -> list[DeadLetter]:
-        """Newest first."""
-        ids = cast(list[str], self.redis.zrevrange(self.keys.dead_letter_index(), 0, limit - 1))
-        if not ids:
+        """Newest first (of all shards)."""
+        shards = self.keys.all_shards
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in shards:
+            pipe.zrevrange(shard.dead_letter_index(), 0, limit - 1, withscores=True)
+        found = cast(list[list[tuple[str, float]]], pipe.execute())
+        newest = [i for i, _ in islice(heapq.merge(*found, key=lambda entry: entry[1], reverse=True), limit)]
+        if not newest:
             return []
-        raw = cast(list[str | None], self.redis.hmget(self.keys.dead_letters(), ids))
+        pipe = self.redis.pipeline(transaction=False)
+        for letter_id in newest:
+            pipe.hget(self.keys.shard(letter_id).dead_letters(), letter_id)
+        raw = cast(list[str | None], pipe.execute())
         return [DeadLetter.model_validate_json(r) for r in raw if r is not None]
 
     def get(self, letter_id: str) -> DeadLetter:
         """Raises: DeadLetterNotFound."""
-        raw = cast(str | None, self.redis.hget(self.keys.dead_letters(), letter_id))
+        raw = cast(str | None, self.redis.hget(self.keys.shard(letter_id).dead_letters(), letter_id))
         if raw is None:
             raise DeadLetterNotFound(f"no dead letter {letter_id!r}; list them with `orchestrator dead-letters list`")
         return DeadLetter.model_validate_json(raw)
 
     def remove(self, letter_id: str) -> None:
+        shard = self.keys.shard(letter_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hdel(self.keys.dead_letters(), letter_id)
-        pipe.zrem(self.keys.dead_letter_index(), letter_id)
+        pipe.hdel(shard.dead_letters(), letter_id)
+        pipe.zrem(shard.dead_letter_index(), letter_id)
         pipe.execute()

@@ -17,7 +17,7 @@ from typing import cast
 from orchestrator.engine.records import now_iso
 from orchestrator.engine.unit import StepMessage, Unit
 from orchestrator.engine.verdicts import RecoverVerdict, Recovery
-from orchestrator.store.connections import all_reachable
+from orchestrator.store.connections import all_reachable, server_info
 from orchestrator.store.scripts import Part
 from orchestrator.store.transitions import MAX_RECOVERIES
 
@@ -31,40 +31,53 @@ class RedisLeases(Part):
 
     def renew(self, units: Iterable[Unit], lease_seconds: float) -> None:
         """Extend the leases of running units; a unit that ended has no lease left to extend (XX)."""
-        members = [str(u) for u in units]
-        if members:
-            self.redis.zadd(self.keys.leases(), dict.fromkeys(members, time.time() + lease_seconds), xx=True)
+        by_shard: dict[str, list[str]] = {}
+        for unit in units:
+            by_shard.setdefault(self.keys.shard(unit.run_id).leases(), []).append(str(unit))
+        if not by_shard:
+            return
+        expiry = time.time() + lease_seconds
+        pipe = self.redis.pipeline(transaction=False)
+        for key, members in by_shard.items():
+            pipe.zadd(key, dict.fromkeys(members, expiry), xx=True)
+        pipe.execute()
 
     def release(self, unit: Unit) -> None:
         """Expire a running unit's lease now (its process died), so a redelivery may take it over."""
-        self.redis.zadd(self.keys.leases(), {str(unit): 0}, xx=True)
+        self.redis.zadd(self.keys.shard(unit.run_id).leases(), {str(unit): 0}, xx=True)
 
     def take_sweep(self, owner: str, seconds: float) -> bool:
         """Take the sweep for ``seconds`` (one sweeper at a time does the work); False if another has it."""
-        return bool(self.redis.set(self.keys.sweeper_lock(), owner, nx=True, px=int(seconds * 1000)))
+        return bool(self.redis.set(self.keys.all_shards[0].sweeper_lock(), owner, nx=True, px=int(seconds * 1000)))
 
     def server_uptime(self) -> float:
-        """Seconds since the Redis server started (a restart means no lease was renewed meanwhile)."""
-        return float(self.redis.info("server").get("uptime_in_seconds", 0))
+        """Seconds since the Redis server started (a restart means no lease was renewed meanwhile); on a
+        cluster, of the master that started last."""
+        masters = server_info(self.redis, "server", masters_only=True)
+        return min((float(node.get("uptime_in_seconds", 0)) for node in masters), default=0.0)
 
     def expired(self, now: float, limit: int) -> list[Unit]:
-        """Units whose lease or outbox entry expired before ``now``."""
-        found: list[str] = []
-        for key in (self.keys.leases(), self.keys.outbox()):
-            found += cast(list[str], self.redis.zrangebyscore(key, "-inf", now, start=0, num=limit))
+        """Units whose lease or outbox entry expired before ``now``: up to ``limit`` of each kind in
+        each shard, so a backlog in one shard never hides another's."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in self.keys.all_shards:
+            for key in (shard.leases(), shard.outbox()):
+                pipe.zrangebyscore(key, "-inf", now, start=0, num=limit)
+        found = [member for batch in pipe.execute() for member in cast(list[str], batch)]
         return [Unit.parse(member) for member in dict.fromkeys(found)]
 
     def recover(self, unit: Unit, guard_seconds: float) -> Recovery:
         """Decide about a unit whose lease or outbox entry expired (see ``lua/recover.lua``)."""
         now = time.time()
+        shard = self.keys.shard(unit.run_id)
         verdict, attempt, plan_id, task_id, deaths, epoch, items = (
             str(v)
             for v in self.scripts.recover(
                 keys=[
                     self.keys.run(unit.run_id),
                     self.keys.unit(unit),
-                    self.keys.leases(),
-                    self.keys.outbox(),
+                    shard.leases(),
+                    shard.outbox(),
                     self.keys.history(unit.run_id),
                 ],
                 args=[

@@ -27,11 +27,13 @@ keys twice, which is harmless.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from itertools import islice
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -40,8 +42,8 @@ from orchestrator.engine.unit import Unit
 from orchestrator.errors import PlanNotFound
 from orchestrator.store.connections import all_reachable
 from orchestrator.store.keys import Keys
-from orchestrator.store.runs import RedisRuns
-from orchestrator.store.scripts import Part, Scripts
+from orchestrator.store.runs import RunsPart
+from orchestrator.store.scripts import loaded, queue
 
 log = logging.getLogger(__name__)
 
@@ -71,21 +73,16 @@ class Swept:
 
 
 @all_reachable
-class RedisRetention(Part):
-    """The janitor of finished runs on Redis.
-
-    Args:
-        runs: The store's runs (their plans name each run's steps, cached in process).
-    """
-
-    def __init__(self, client: Redis, keys: Keys, scripts: Scripts, runs: RedisRuns) -> None:
-        super().__init__(client, keys, scripts)
-        self.runs = runs
+class RedisRetention(RunsPart):
+    """The janitor of finished runs on Redis."""
 
     def due(self, now: float, limit: int) -> list[str]:
-        """Up to ``limit`` finished runs whose retention ended before ``now``, the longest due first."""
-        found = cast(list[str], self.redis.zrangebyscore(self.keys.expiring(), "-inf", now, start=0, num=limit))
-        return [str(run_id) for run_id in found]
+        """Up to ``limit`` finished runs whose retention ended before ``now``, the longest due first (of all shards)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in self.keys.all_shards:
+            pipe.zrangebyscore(shard.expiring(), "-inf", now, start=0, num=limit, withscores=True)
+        found = cast(list[list[tuple[str, float]]], pipe.execute())
+        return [str(run_id) for run_id, _ in islice(heapq.merge(*found, key=lambda entry: entry[1]), limit)]
 
     def sweep(self, now: float | None = None, *, limit: int = BATCH, postpone: float = POSTPONE) -> Swept:
         """Remove up to ``limit`` runs that are due (see the module's docstring); safe to run anywhere, any time.
@@ -100,22 +97,29 @@ class RedisRetention(Part):
         if not run_ids:
             return Swept()
         running = self._running(run_ids, now)
-        pipe = self.redis.pipeline(transaction=False)
-        for run_id in running:
-            pipe.zadd(self.keys.expiring(), {run_id: now + postpone}, xx=True)
         free = [run_id for run_id in run_ids if run_id not in running]
-        for run_id in free:
-            keys = [
-                self.keys.run(run_id),
-                self.keys.removal(run_id),
-                self.keys.expiring(),
-                self.keys.archiving(),
-                self.keys.runs(),
-            ]
-            self.scripts.expire(keys=keys, args=[run_id, now, now + postpone], client=pipe)
+
+        def execute() -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for run_id in running:
+                pipe.zadd(self.keys.shard(run_id).expiring(), {run_id: now + postpone}, xx=True)
+            for run_id in free:
+                shard = self.keys.shard(run_id)
+                keys = [
+                    self.keys.run(run_id),
+                    self.keys.removal(run_id),
+                    shard.expiring(),
+                    shard.archiving(),
+                    shard.runs(),
+                ]
+                queue(pipe, self.scripts.expire, keys, [run_id, now, now + postpone])
+            return pipe.execute()
+
         taken: dict[str, tuple[str, str]] = {}
         postponed = len(running)
-        for run_id, (verdict, workflow, plan_id) in zip(free, pipe.execute()[len(running) :], strict=True):
+        for run_id, (verdict, workflow, plan_id) in zip(
+            free, loaded(self.redis, execute, self.scripts.expire)[len(running) :], strict=True
+        ):
             if verdict == "taken":
                 taken[run_id] = (str(workflow), str(plan_id))
             postponed += verdict == "postponed"
@@ -133,10 +137,14 @@ class RedisRetention(Part):
             for run_id, plan_id in zip(run_ids, pipe.execute(), strict=True)
             if plan_id is not None
         }
-        wanted = [member for found in members.values() for member in found]
-        if not wanted:
+        if not any(members.values()):
             return set()
-        expiries = dict(zip(wanted, self.redis.zmscore(self.keys.leases(), wanted), strict=True))
+        pipe = self.redis.pipeline(transaction=False)
+        for run_id, found in members.items():
+            if found:
+                pipe.zmscore(self.keys.shard(run_id).leases(), found)
+        scores = iter(pipe.execute())
+        expiries = {m: e for found in members.values() if found for m, e in zip(found, next(scores), strict=True)}
         return {run_id for run_id, found in members.items() if any((expiries[m] or 0) > now for m in found)}
 
     def _remove(self, taken: dict[str, tuple[str, str]]) -> int:
@@ -151,7 +159,7 @@ class RedisRetention(Part):
         for (run_id, name), items, inputs in zip(steps, counts[::2], counts[1::2], strict=True):
             count = max(int(items or 0), int(inputs))
             deletion.unlink(self.keys.item(run_id, name, i) for i in range(count))
-            deletion.forget(str(Unit(run_id, name, i)) for i in range(count))
+            deletion.forget(run_id, (str(Unit(run_id, name, i)) for i in range(count)))
         for run_id, name in steps:
             deletion.unlink(
                 [
@@ -162,12 +170,13 @@ class RedisRetention(Part):
                     self.keys.item_inputs(run_id, name),
                 ]
             )
-            deletion.forget([str(Unit(run_id, name))])
+            deletion.forget(run_id, [str(Unit(run_id, name))])
         for run_id, (workflow, _) in taken.items():
+            shard = self.keys.shard(run_id)
             deletion.unlink([self.keys.history(run_id)])
-            deletion.zrem(self.keys.runs_of(workflow), [run_id])
+            deletion.zrem(shard.runs_of(workflow), [run_id])
             deletion.unlink([self.keys.removal(run_id)])
-            deletion.zrem(self.keys.expiring(), [run_id])
+            deletion.zrem(shard.expiring(), [run_id])
         return deletion.finish()
 
     def _steps(self, run_id: str, plan_id: str) -> Sequence[str]:
@@ -191,7 +200,7 @@ class _Deletion:
     def unlink(self, keys: Iterable[str]) -> None:
         """UNLINK these keys, :data:`KEYS_PER_COMMAND` per command."""
         for chunk in _chunks(list(keys)):
-            self.pipe.unlink(*chunk)
+            self.pipe.execute_command("UNLINK", *chunk)  # type: ignore[no-untyped-call] # see scripts.queue
             self._queued(unlink=True)
 
     def zrem(self, key: str, members: Iterable[str]) -> None:
@@ -200,11 +209,12 @@ class _Deletion:
             self.pipe.zrem(key, *chunk)
             self._queued(unlink=False)
 
-    def forget(self, members: Iterable[str]) -> None:
-        """Remove these units' members from the leases and the outbox."""
+    def forget(self, run_id: str, members: Iterable[str]) -> None:
+        """Remove these units of a run from its shard's leases and outbox."""
         members = list(members)
-        self.zrem(self.keys.leases(), members)
-        self.zrem(self.keys.outbox(), members)
+        shard = self.keys.shard(run_id)
+        self.zrem(shard.leases(), members)
+        self.zrem(shard.outbox(), members)
 
     def finish(self) -> int:
         """Send what is queued; the keys deleted in all."""

@@ -7,10 +7,13 @@ is read back in one round trip and parsed by :meth:`RunRecord.from_redis`.
 
 from __future__ import annotations
 
+import heapq
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
+from itertools import islice
 from typing import Any, cast
 
 from redis import Redis
@@ -81,11 +84,18 @@ class RedisRuns(Part):
 
         Returns:
             ``(run_id, created)``; with an idempotency key already used for this workflow, the
-            earlier run's id and False (nothing is written).
+            earlier run's id and False (nothing is written). On Redis Cluster a run with an
+            idempotency key gets a new id in the shard of its key, so that one transaction (one
+            slot) writes both: the id returned is the run's.
         """
         plan = run.plan
         self.save_plan(plan)
-        submission = self.keys.submission(plan.workflow, idempotency_key) if idempotency_key is not None else None
+        submission = None
+        if idempotency_key is not None:
+            submission = self.keys.submission(plan.workflow, idempotency_key)
+            if self.keys.clustered:
+                shard = self.keys.submission_shard(plan.workflow, idempotency_key)
+                run = replace(run, run_id=self.keys.new_run_id(shard))
         existing: list[str] = []
 
         def write(pipe: Pipeline) -> None:
@@ -125,14 +135,15 @@ class RedisRuns(Part):
                 **({"archive": "1"} if run.archive else {}),
             },
         )
-        pipe.zadd(self.keys.runs(), {run.run_id: score})
-        pipe.zadd(self.keys.runs_of(plan.workflow), {run.run_id: score})
+        shard = self.keys.shard(run.run_id)
+        pipe.zadd(shard.runs(), {run.run_id: score})
+        pipe.zadd(shard.runs_of(plan.workflow), {run.run_id: score})
         history = self.keys.history(run.run_id)
         submitted = event(run.created_at, "submitted", trigger=run.trigger.value, by=run.started_by or "")
         pipe.xadd(history, submitted, **HISTORY_LIMIT)
         for step in plan.roots:
             pipe.hset(self.keys.step(run.run_id, step), "status", StepStatus.QUEUED.value)
-            pipe.zadd(self.keys.outbox(), {str(Unit(run.run_id, step)): score + run.publish_grace})
+            pipe.zadd(shard.outbox(), {str(Unit(run.run_id, step)): score + run.publish_grace})
             pipe.xadd(history, event(run.created_at, "queued", step=step), **HISTORY_LIMIT)
 
     def get(self, run_id: str) -> RunRecord:
@@ -207,7 +218,8 @@ class RedisRuns(Part):
         Raises:
             InvalidArgument: the cursor is not one this store gave.
         """
-        index = self.keys.runs_of(query.workflow) if query.workflow else self.keys.runs()
+        shards = self.keys.all_shards
+        indexes = [shard.runs_of(query.workflow) if query.workflow else shard.runs() for shard in shards]
         top: float | str = "+inf"
         last_id: str | None = None
         if query.after:
@@ -222,10 +234,7 @@ class RedisRuns(Part):
         while budget > 0 and len(found) < query.limit:
             wanted = min(budget, size)
             asked = wanted + (last_id is not None)  # the range starts at the cursor's own entry, inclusive
-            raw = cast(
-                list[tuple[str, float]],
-                self.redis.zrevrangebyscore(index, top, floor, start=0, num=asked, withscores=True),
-            )
+            raw = self._newest(indexes, top, floor, asked)
             # The entries of the cursor's own score up to it were on earlier pages.
             batch = [(m, sc) for m, sc in raw if last_id is None or not (str(sc) == str(top) and m >= last_id)]
             batch = batch[:wanted]
@@ -244,13 +253,30 @@ class RedisRuns(Part):
                         break
         return RunPage(found, ListKey(float(top), last_id).cursor() if last_id is not None else None)
 
+    def _newest(
+        self, indexes: Sequence[str], top: float | str, floor: float | str, count: int
+    ) -> list[tuple[str, float]]:
+        """The first ``count`` entries from ``top`` down to ``floor`` of these indexes (one per shard) merged,
+        ordered as ZREVRANGEBYSCORE orders one: by score, then by member, both descending."""
+        if len(indexes) == 1:
+            return cast(
+                list[tuple[str, float]],
+                self.redis.zrevrangebyscore(indexes[0], top, floor, start=0, num=count, withscores=True),
+            )
+        pipe = self.redis.pipeline(transaction=False)
+        for index in indexes:
+            pipe.zrevrangebyscore(index, top, floor, start=0, num=count, withscores=True)
+        found = cast(list[list[tuple[str, float]]], pipe.execute())
+        return list(islice(heapq.merge(*found, key=lambda entry: (entry[1], entry[0]), reverse=True), count))
+
     def cancel(self, run_id: str, steps: Sequence[str], by: str) -> Cancellation:
         """Cancel a run (``lua/cancel.lua``), recording who did; the result holds the task ids to revoke."""
+        shard = self.keys.shard(run_id)
         keys = [
             self.keys.run(run_id),
             self.keys.history(run_id),
-            self.keys.expiring(),
-            self.keys.archiving(),
+            shard.expiring(),
+            shard.archiving(),
             *(self.keys.step(run_id, s) for s in steps),
         ]
         verdict, *task_ids = (str(r) for r in self.scripts.cancel(keys=keys, args=[now_iso(), by]))
@@ -305,8 +331,8 @@ class RedisRuns(Part):
                     pipe.hset(self.keys.join(run_id, step), mapping=dict.fromkeys(arrived, StepStatus.SUCCEEDED.value))
             pipe.hset(run_key, mapping={"status": "running", "remaining": len(reset), "failed": 0})
             pipe.hdel(run_key, "finished_at")
-            pipe.zrem(self.keys.expiring(), run_id)
-            pipe.zrem(self.keys.archiving(), run_id)
+            pipe.zrem(self.keys.shard(run_id).expiring(), run_id)
+            pipe.zrem(self.keys.shard(run_id).archiving(), run_id)
             pipe.xadd(self.keys.history(run_id), event(now_iso(), "retried", by=by), **HISTORY_LIMIT)
             pipe.hincrby(run_key, "epoch", 1)
 
@@ -333,6 +359,18 @@ class RedisRuns(Part):
         if not entries and not self.redis.exists(self.keys.run(run_id)):
             raise RunNotFound(run_id)
         return [RunEvent.from_redis(event_id, fields) for event_id, fields in entries]
+
+
+class RunsPart(Part):
+    """A part of the store that names a run's keys from its plan (the janitor, the archive).
+
+    Args:
+        runs: The store's runs (their plans name each run's steps, cached in process).
+    """
+
+    def __init__(self, client: Redis, keys: Keys, scripts: Scripts, runs: RedisRuns) -> None:
+        super().__init__(client, keys, scripts)
+        self.runs = runs
 
 
 PAGE_SCAN = 50

@@ -121,10 +121,10 @@ class RedisSchedules(Part):
         tick, tick_at = newest.isoformat(), repr(newest.timestamp())
         for _ in range(DECIDE_ATTEMPTS):
             expected = str(self.redis.hget(state_key, "run") or "")
-            last_run = self.keys.run(expected) if expected else state_key
-            args: list[str | int] = [expected, tick, tick_at, batch, dropped, overlap.value]
+            status = str(self.redis.hget(self.keys.run(expected), "status") or "") if expected else ""
+            args: list[str | int] = [expected, tick, tick_at, batch, dropped, overlap.value, status]
             verdict, action, stored, previous, running = (
-                str(r or "") for r in self.scripts.schedule(keys=[state_key, last_run], args=args)
+                str(r or "") for r in self.scripts.schedule(keys=[state_key], args=args)
             )
             if verdict != TickVerdict.RETRY:
                 return TickDecision(

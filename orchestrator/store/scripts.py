@@ -7,12 +7,18 @@ every script when it is loaded, since Redis scripts cannot include one another.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import Any, TypeVar, cast
 
 from redis import Redis
+from redis.client import Pipeline
+from redis.cluster import RedisCluster
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
+from redis.typing import EncodableT, KeyT
 
 from orchestrator.store.keys import Keys
 
@@ -45,7 +51,61 @@ class Scripts:
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:
-        return cls(**{name: client.register_script(source(name)) for name in cls.__dataclass_fields__})
+        return cls(**{name: LuaScript(client, source(name)) for name in cls.__dataclass_fields__})
+
+
+class LuaScript(Script):
+    """A registered script that, told NOSCRIPT (a restarted or flushed server, a replica just promoted),
+    loads itself with :func:`load` and runs once more."""
+
+    def __call__(
+        self,
+        keys: Sequence[KeyT] | None = None,
+        args: Iterable[EncodableT] | None = None,
+        client: Redis | RedisCluster | None = None,
+    ) -> Any:
+        target = cast(Redis, client or self.registered_client)
+        keys, args = list(keys or ()), list(args or ())
+        try:
+            return target.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            load(target, self)
+            return target.evalsha(self.sha, len(keys), *keys, *args)
+
+
+def load(client: Redis, *scripts: Script) -> None:
+    """``SCRIPT LOAD`` these scripts; on a cluster on every node, replicas too: after a failover the
+    client's map of the slots may still name the old master, and the replica promoted in its place
+    is the one that runs them."""
+    for script in scripts:
+        if isinstance(client, RedisCluster):
+            client.execute_command("SCRIPT", "LOAD", script.script, target_nodes=RedisCluster.ALL_NODES)
+        else:
+            client.script_load(script.script)
+
+
+_Result = TypeVar("_Result")
+
+
+def queue(pipe: Pipeline, script: Script, keys: Sequence[str], args: Sequence[Any]) -> None:
+    """Queue one EVALSHA of ``script`` on a pipeline, as a plain command. A :class:`Script` called on a
+    pipeline sends ``SCRIPT EXISTS`` first (a second round trip), and redis-py's cluster pipeline
+    refuses its ``evalsha`` method (while it routes the command itself by the script's keys, all
+    of one slot). Multi-key commands of one run (MGET, UNLINK) are queued so too: the cluster
+    pipeline refuses or does not implement their methods. Run the pipeline through :func:`loaded`."""
+    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+
+
+def loaded(client: Redis, execute: Callable[[], _Result], *scripts: Script) -> _Result:
+    """Call ``execute`` (which builds and sends a pipeline queuing these scripts with :func:`queue`);
+    if the server does not know a script (restarted, flushed, a replica just promoted), load them
+    and call it once more. No script ran the first time; the pipeline's other commands must be
+    safe to send twice."""
+    try:
+        return execute()
+    except NoScriptError:
+        load(client, *scripts)
+        return execute()
 
 
 class Part:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from itertools import islice
 from typing import Any, cast
 
 from redis import Redis
 
+from orchestrator.store.connections import server_info
 from orchestrator.store.keys import Keys
 
 SCAN_COUNT = 1000
@@ -108,9 +110,8 @@ def measure(client: Redis, keys: Keys, *, sample: int = 200, now: float | None =
     """
     now = time.time() if now is None else now
     kinds: dict[str, KindStats] = {}
-    cursor = 0
-    while True:
-        cursor, batch = cast(tuple[int, list[str]], client.scan(cursor, match=f"{keys.prefix}:*", count=SCAN_COUNT))
+    scanned = client.scan_iter(match=f"{keys.prefix}:*", count=SCAN_COUNT)  # on a cluster, every master's
+    while batch := list(islice(scanned, SCAN_COUNT)):
         measured: list[str] = []
         asked: Counter[str] = Counter()
         pipe = client.pipeline(transaction=False)
@@ -126,36 +127,44 @@ def measure(client: Redis, keys: Keys, *, sample: int = 200, now: float | None =
             if used is not None:  # gone since the scan saw it
                 kinds[kind].sampled += 1
                 kinds[kind].measured += int(used)
-        if cursor == 0:
-            break
     for stats in kinds.values():
         stats.bytes = round(stats.measured * stats.keys / stats.sampled) if stats.sampled else 0
     pipe = client.pipeline(transaction=False)
-    pipe.info("memory")
-    pipe.zcard(keys.runs())
-    pipe.zcard(keys.expiring())
-    pipe.zcount(keys.expiring(), "-inf", now)
-    pipe.zcard(keys.archiving())
-    memory, runs, finished, due, archiving = pipe.execute()
+    for shard in keys.all_shards:
+        pipe.zcard(shard.runs())
+        pipe.zcard(shard.expiring())
+        pipe.zcount(shard.expiring(), "-inf", now)
+        pipe.zcard(shard.archiving())
+    counts = [int(count) for count in pipe.execute()]
+    runs, finished, due, archiving = (sum(counts[i::4]) for i in range(4))
     return StoreStats(
         kinds=dict(sorted(kinds.items(), key=lambda item: -item[1].bytes)),
-        used_memory=int(memory["used_memory"]),
-        runs=int(runs),
-        finished=int(finished),
-        due=int(due),
-        archiving=int(archiving),
+        used_memory=used_memory(client),
+        runs=runs,
+        finished=finished,
+        due=due,
+        archiving=archiving,
         oldest_finished=oldest_finished(client, keys),
     )
+
+
+def used_memory(client: Redis) -> int:
+    """The server's ``used_memory``; on a cluster, the sum of its nodes' (replicas' too)."""
+    return sum(int(node.get("used_memory", 0)) for node in server_info(client, "memory"))
 
 
 def oldest_finished(client: Redis, keys: Keys, batch: int = 1000) -> FinishedRun | None:
     """The kept run that finished first: the finished time of every run in ``expiring`` is read
     (retentions differ by workflow, so the first to be removed need not be the first that ended)."""
     oldest: FinishedRun | None = None
+    for shard in keys.all_shards:
+        oldest = _oldest_of(client, keys, shard.expiring(), batch, oldest)
+    return oldest
+
+
+def _oldest_of(client: Redis, keys: Keys, expiring: str, batch: int, oldest: FinishedRun | None) -> FinishedRun | None:
     start = 0
-    while entries := cast(
-        list[tuple[str, float]], client.zrange(keys.expiring(), start, start + batch - 1, withscores=True)
-    ):
+    while entries := cast(list[tuple[str, float]], client.zrange(expiring, start, start + batch - 1, withscores=True)):
         start += batch
         pipe = client.pipeline(transaction=False)
         for run_id, _ in entries:

@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from redis.client import Pipeline
-from redis.exceptions import NoScriptError
 
 from orchestrator.engine.context import StepInputs, StepReads
 from orchestrator.engine.ports import Outbound
@@ -23,7 +22,7 @@ from orchestrator.engine.verdicts import Claim, ClaimVerdict, CompleteVerdict, C
 from orchestrator.errors import RunNotFound
 from orchestrator.plan.compiler import Plan
 from orchestrator.store.connections import all_reachable
-from orchestrator.store.scripts import Part
+from orchestrator.store.scripts import Part, loaded, queue
 
 MAX_RECOVERIES = 5
 """Deaths of a unit's executions after which it is poison: failed as WorkerLost, not run again."""
@@ -64,12 +63,13 @@ class RedisSteps(Part):
         """
         unit = message.unit
         now = time.time()
+        shard = self.keys.shard(unit.run_id)
         keys = [
             self.keys.run(unit.run_id),
             self.keys.unit(unit),
-            self.keys.leases(),
+            shard.leases(),
             self.keys.unit(unit.parent),
-            self.keys.outbox(),
+            shard.outbox(),
             self.keys.history(unit.run_id),
         ]
         args: list[str | int | float] = [
@@ -90,18 +90,12 @@ class RedisSteps(Part):
         ]
 
         def execute() -> list[Any]:
-            # EVALSHA queued by hand: a Script called on a pipeline makes execute() send SCRIPT
-            # EXISTS first, a second round trip on every claim.
             pipe = self.redis.pipeline(transaction=False)
-            pipe.evalsha(self.scripts.claim.sha, len(keys), *keys, *args)
+            queue(pipe, self.scripts.claim, keys, args)
             self._queue_reads(pipe, unit, reads)
             return pipe.execute()
 
-        try:
-            raw = execute()
-        except NoScriptError:  # a restarted or flushed server: load it and claim again (nothing ran)
-            self.redis.script_load(self.scripts.claim.script)
-            raw = execute()
+        raw = loaded(self.redis, execute, self.scripts.claim)
         claim = Claim(ClaimVerdict(raw[0][0]), str(raw[0][1]))
         if not claim.ok:
             return claim, None
@@ -114,7 +108,8 @@ class RedisSteps(Part):
         if reads.item and unit.item is not None:
             pipe.lindex(self.keys.item_inputs(run_id, unit.step), unit.item)
         if reads.outputs:
-            pipe.mget([self.keys.output(run_id, s) for s in reads.outputs])
+            outputs = [self.keys.output(run_id, s) for s in reads.outputs]
+            pipe.execute_command("MGET", *outputs)  # type: ignore[no-untyped-call] # see scripts.queue
         for step in reads.statuses:
             pipe.hget(self.keys.step(run_id, step), "status")
 
@@ -165,15 +160,16 @@ class RedisSteps(Part):
         """
         run_id, step = unit.run_id, unit.step
         outbound = outbound or {}
+        shard = self.keys.shard(run_id)
         keys = [
             self.keys.run(run_id),
             self.keys.step(run_id, step),
             self.keys.output(run_id, step),
-            self.keys.leases(),
-            self.keys.outbox(),
+            shard.leases(),
+            shard.outbox(),
             self.keys.history(run_id),
-            self.keys.expiring(),
-            self.keys.archiving(),
+            shard.expiring(),
+            shard.archiving(),
         ]
         args: list[Any] = [
             task_id,
@@ -189,11 +185,9 @@ class RedisSteps(Part):
         for name in plan.steps[step].dependents:
             dependent = plan.steps[name]
             message = outbound.get(name)
-            queue = (
-                self.keys.queue_list(message.queue, message.priority)
-                if message
-                else self.keys.queue(dependent.policy.queue)
-            )
+            # Without a message the queue is not used: the step's own key stands in (on a cluster
+            # every key named must be in the run's slot, and a broker's list is not).
+            queue = self.keys.queue_list(message.queue, message.priority) if message else self.keys.step(run_id, name)
             keys += [self.keys.join(run_id, name), self.keys.step(run_id, name), queue]
             args += [
                 dependent.trigger_rule.value,
@@ -225,7 +219,7 @@ class RedisSteps(Part):
         published again for the same attempt number.
         """
         result = self.scripts.retry(
-            keys=[self.keys.unit(unit), self.keys.leases(), self.keys.history(unit.run_id)],
+            keys=[self.keys.unit(unit), self.keys.shard(unit.run_id).leases(), self.keys.history(unit.run_id)],
             args=[
                 task_id,
                 error.model_dump_json(),
@@ -244,10 +238,11 @@ class RedisSteps(Part):
         """Mark steps queued before their messages are published; the outbox guards them until claimed."""
         expiry = time.time() + lease_seconds
         at = now_iso()
+        outbox = self.keys.shard(run_id).outbox()
         pipe = self.redis.pipeline(transaction=False)
         for step in steps:
             pipe.hset(self.keys.step(run_id, step), "status", StepStatus.QUEUED.value)
-            pipe.zadd(self.keys.outbox(), {str(Unit(run_id, step)): expiry})
+            pipe.zadd(outbox, {str(Unit(run_id, step)): expiry})
             pipe.xadd(self.keys.history(run_id), event(at, "queued", step=step), **HISTORY_LIMIT)
         pipe.execute()
 
@@ -277,21 +272,23 @@ class RedisSteps(Part):
         the fan-out make no progress for :data:`WATCHDOG_LEASES` leases, its items are published
         again (a worker that died holding item messages it had not claimed yet loses nothing).
         """
+        shard = self.keys.shard(unit.run_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.zrem(self.keys.leases(), str(unit))
-        pipe.zadd(self.keys.outbox(), {str(unit): time.time() + WATCHDOG_LEASES * lease_seconds})
+        pipe.zrem(shard.leases(), str(unit))
+        pipe.zadd(shard.outbox(), {str(unit): time.time() + WATCHDOG_LEASES * lease_seconds})
         pipe.execute()
 
     def complete_item(self, unit: Unit, task_id: str, outcome: Outcome, *, lease_seconds: float) -> ItemEnd:
         """End one item (``lua/item.lua``), renewing its step's fan-out watchdog."""
         assert unit.item is not None
+        shard = self.keys.shard(unit.run_id)
         verdict, step_task = self.scripts.item(
             keys=[
                 self.keys.step(unit.run_id, unit.step),
                 self.keys.unit(unit),
                 self.keys.item_outputs(unit.run_id, unit.step),
-                self.keys.leases(),
-                self.keys.outbox(),
+                shard.leases(),
+                shard.outbox(),
             ],
             args=[
                 task_id,

@@ -36,8 +36,8 @@ def _closed_port() -> int:
         ({"ORCH_FLOWER_BASIC_AUTH": SECRET}, "error: ORCH_FLOWER_BASIC_AUTH: must be user:password"),
         (
             {"ORCH_STORE_URL": f"amqp://guest:{SECRET}@localhost//"},
-            "error: ORCH_STORE_URL: has scheme amqp://; use one of redis://, redis+socket://, rediss://, "
-            "sentinel://, unix://",
+            "error: ORCH_STORE_URL: has scheme amqp://; use one of redis://, redis+cluster://, redis+socket://, "
+            "rediss://, rediss+cluster://, sentinel://, unix://",
         ),
         (
             {"ORCH_BROKER_URL": f"redis://:{SECRET}@127.0.0.1:6379/notadb"},

@@ -77,3 +77,28 @@ def test_a_retention_that_is_no_duration_names_the_setting(monkeypatch: pytest.M
         "ORCH_RUN_RETENTION: not a duration; write e.g. 30s, 12h, 7d or a number of seconds",
         "ORCH_SUBMISSION_TTL: Input should be greater than or equal to 1",
     )
+
+
+def test_a_cluster_store_takes_its_nodes_and_needs_a_broker_of_its_own() -> None:
+    settings = Settings(broker_url="redis://broker:6379/0", store_url="redis+cluster://a:7000,b:7001, c")
+    assert settings.store_clustered and settings.store_shards == 16
+    from config.urls import cluster_nodes
+
+    assert cluster_nodes(str(settings.store_url)) == [("a", 7000), ("b", 7001), ("c", 6379)]
+    with pytest.raises(ValidationError, match="Celery cannot use as its broker: set ORCH_BROKER_URL"):
+        Settings(store_url="redis+cluster://a:7000")
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"broker_url": "redis+cluster://a:7000"}, "a Redis Cluster, which Celery cannot use"),
+        ({"store_url": "redis+cluster://a:7000,b:port"}, "port that is not a number"),
+        ({"store_url": "redis+cluster://a:7000/3"}, "only database 0"),
+        ({"store_url": "redis+cluster://"}, "names no host"),
+        ({"store_shards": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_a_wrong_cluster_setting_is_refused_with_what_is_wrong(values: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**{"broker_url": "redis://broker:6379/0", **values})

@@ -29,8 +29,6 @@ from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.records import RunRecord
 from orchestrator.plan.policy import base_policy
 from orchestrator.store import RedisRunStore
-from orchestrator.store.connections import redis_client
-from orchestrator.store.keys import Keys
 from workers.app import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,10 +89,12 @@ class Orchestra:
     def __post_init__(self) -> None:
         self.settings = Settings(**self.settings_values())
         self.app = create_app(self.settings)
-        store_client = redis_client(
-            str(self.settings.resolved_store_url), sentinel_master=self.settings.sentinel_master
+        self.store = RedisRunStore.connect(
+            str(self.settings.resolved_store_url),
+            prefix=self.prefix,
+            shards=self.settings.store_shards,
+            sentinel_master=self.settings.sentinel_master,
         )
-        self.store = RedisRunStore(store_client, Keys(self.prefix))
         self.coordinator = Coordinator(
             self.store, CeleryDispatcher(self.app), base_policy=base_policy(self.settings.defaults), lease_seconds=LEASE
         )
@@ -188,6 +188,7 @@ class Orchestra:
         for worker in self.workers:
             worker.stop()
         self.app.close()
+        self.store.close()
 
 
 @pytest.fixture

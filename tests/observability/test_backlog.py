@@ -25,9 +25,9 @@ def test_the_retention_and_history_backlogs_are_read_at_scrape_time(redis_client
         redis_client,
         lambda: {"default": keys.queue_lists("default")},
         redis_client,
-        keys.dead_letter_index(),
-        expiring=keys.expiring(),
-        archiving=keys.archiving(),
+        [keys.dead_letter_index()],
+        expiring=[keys.expiring()],
+        archiving=[keys.archiving()],
     )
     empty = _gauges(collector)
     assert empty[metrics.RETENTION_DUE] == 0

@@ -9,7 +9,8 @@
 -- KEYS[7] expiring       zset: finished run id -> when retention removes it (see run_ended, lib.lua)
 -- KEYS[8] archiving      zset: finished run id -> when it ended, for the durable history
 -- then three keys per dependent (see `dependent` below): its join hash (need -> outcome), its step
--- hash, and the broker's list its message goes to (used only when ARGV[9] and its message are set)
+-- hash, and the broker's list its message goes to (used only when ARGV[9] and its message are set;
+-- its step hash again when it has no message)
 -- ARGV[1] task_id        the execution ending it, '' for the orchestrator's own transitions (skips, fan-in)
 -- ARGV[2] outcome        succeeded | failed | skipped
 -- ARGV[3] now_iso        finished_at

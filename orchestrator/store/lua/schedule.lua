@@ -3,22 +3,23 @@
 --
 -- KEYS[1] state      hash: tick, tick_at, decision, batch, run, previous, last_skipped,
 --                    skipped, dropped (and started, counted by the caller)
--- KEYS[2] last_run   the hash of the run the schedule started last (KEYS[1] again when none)
--- ARGV[1] expected   the state's `run` as the caller read it to name KEYS[2] ('' for none)
+-- ARGV[1] expected   the state's `run` (the run it started last) as the caller read it ('' for none)
 -- ARGV[2] tick       the newest tick of the batch, ISO-8601
 -- ARGV[3] tick_at    that tick, epoch s
 -- ARGV[4] batch      JSON list of the ticks to start (ISO-8601, oldest first)
 -- ARGV[5] dropped    how many missed ticks are not in the batch
 -- ARGV[6] overlap    skip | allow | cancel_previous
+-- ARGV[7] last_status the status of run `expected` as the caller read it after reading `expected`
+--                    (that run's hash is in its own slot on Redis Cluster, so it is not read here)
 --
 -- Returns {verdict, decision, batch, previous, running}: verdict 'decided' (this call decided),
 -- 'seen' (this tick was decided before: its decision and batch), 'stale' (a newer tick was
 -- decided: do nothing) or 'retry' (the last run changed since the caller read it: read again);
 -- decision 'started' | 'skipped'; previous the run that was last before this tick; running '1'
 -- when it was unfinished at the decision.
-local state, last_run = KEYS[1], KEYS[2]
+local state = KEYS[1]
 local expected, tick, tick_at = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local batch, dropped, overlap = ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local batch, dropped, overlap, last_status = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7]
 
 local stored = redis.call('HMGET', state, 'tick_at', 'decision', 'batch', 'previous', 'run')
 local stored_at, stored_decision, stored_batch = tonumber(stored[1]), stored[2], stored[3]
@@ -27,11 +28,7 @@ if stored_at and stored_at > tick_at then return {'stale', stored_decision, stor
 if stored_at and stored_at == tick_at then return {'seen', stored_decision, stored_batch, stored_previous, '0'} end
 if stored_run ~= expected then return {'retry', '', '', '', '0'} end
 
-local running = false
-if expected ~= '' then
-  local status = redis.call('HGET', last_run, 'status')
-  running = status == 'pending' or status == 'running'
-end
+local running = expected ~= '' and (last_status == 'pending' or last_status == 'running')
 local decision = 'started'
 if overlap == 'skip' and running then decision = 'skipped' end
 
