@@ -116,11 +116,18 @@ class DeadLetters:
         newest = [i for i, _ in islice(heapq.merge(*found, key=lambda entry: entry[1], reverse=True), limit)]
         if not newest:
             return []
-        pipe = self.redis.pipeline(transaction=False)
+        by_shard: dict[str, list[str]] = {}
         for letter_id in newest:
-            pipe.hget(self.keys.shard(letter_id).dead_letters(), letter_id)
-        raw = cast(list[str | None], pipe.execute())
-        return [DeadLetter.model_validate_json(r) for r in raw if r is not None]
+            by_shard.setdefault(self.keys.shard(letter_id).dead_letters(), []).append(letter_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for key, ids in by_shard.items():
+            pipe.hmget(key, ids)
+        raw = {
+            i: r
+            for ids, got in zip(by_shard.values(), pipe.execute(), strict=True)
+            for i, r in zip(ids, got, strict=True)
+        }
+        return [DeadLetter.model_validate_json(raw[i]) for i in newest if raw[i] is not None]
 
     def get(self, letter_id: str) -> DeadLetter:
         """Raises: DeadLetterNotFound."""

@@ -137,14 +137,20 @@ class RedisRetention(RunsPart):
             for run_id, plan_id in zip(run_ids, pipe.execute(), strict=True)
             if plan_id is not None
         }
-        if not any(members.values()):
+        by_shard: dict[str, list[str]] = {}
+        for run_id, found in members.items():
+            by_shard.setdefault(self.keys.shard(run_id).leases(), []).extend(found)
+        wanted = {key: found for key, found in by_shard.items() if found}
+        if not wanted:
             return set()
         pipe = self.redis.pipeline(transaction=False)
-        for run_id, found in members.items():
-            if found:
-                pipe.zmscore(self.keys.shard(run_id).leases(), found)
-        scores = iter(pipe.execute())
-        expiries = {m: e for found in members.values() if found for m, e in zip(found, next(scores), strict=True)}
+        for key, found in wanted.items():
+            pipe.zmscore(key, found)
+        expiries = {
+            m: e
+            for found, got in zip(wanted.values(), pipe.execute(), strict=True)
+            for m, e in zip(found, got, strict=True)
+        }
         return {run_id for run_id, found in members.items() if any((expiries[m] or 0) > now for m in found)}
 
     def _remove(self, taken: dict[str, tuple[str, str]]) -> int:

@@ -66,11 +66,7 @@ class LuaScript(Script):
     ) -> Any:
         target = cast(Redis, client or self.registered_client)
         keys, args = list(keys or ()), list(args or ())
-        try:
-            return target.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            load(target, self)
-            return target.evalsha(self.sha, len(keys), *keys, *args)
+        return loaded(target, lambda: target.evalsha(self.sha, len(keys), *keys, *args), self)
 
 
 def load(client: Redis, *scripts: Script) -> None:

@@ -8,9 +8,7 @@ the session; a test that fails a master over starts its own.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 from redis import Redis
 
 from orchestrator.dev.cluster import REDIS_CLI, REDIS_SERVER, LocalCluster, local_cluster
+from tests.integration import conftest as integration
 from tests.integration.conftest import Orchestra
 
 
@@ -36,34 +35,14 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
         yield cluster
 
 
-def cluster_orchestra(
-    cluster: LocalCluster, redis_url: str, key_prefix: str, redis_client: Redis, tmp: Path
-) -> Orchestra:
-    """An :class:`Orchestra` whose run store is ``cluster``; broker and side effects on the machine's Redis."""
-    return Orchestra(
-        redis_url,
-        key_prefix,
-        tmp,
-        redis_client,
-        extra_env={"ORCH_STORE_URL": cluster.url, "ORCH_TEST_EFFECTS_URL": redis_url},
-    )
-
-
 @contextlib.contextmanager
 def running_orchestra(
     cluster: LocalCluster, redis_url: str, key_prefix: str, redis_client: Redis
 ) -> Iterator[Orchestra]:
-    """:func:`cluster_orchestra` with the environment the tasks read in process, closed afterwards."""
-    os.environ["ORCH_STORE_URL"] = redis_url  # the tasks record effects here, in process too
-    os.environ["ORCH_KEY_PREFIX"] = key_prefix
-    with tempfile.TemporaryDirectory(prefix="orch-cluster-") as tmp:
-        orch = cluster_orchestra(cluster, redis_url, key_prefix, redis_client, Path(tmp))
-        try:
-            yield orch
-        finally:
-            orch.close()
-            os.environ.pop("ORCH_STORE_URL", None)
-            os.environ.pop("ORCH_KEY_PREFIX", None)
+    """An :class:`Orchestra` whose run store is ``cluster``; broker and side effects on the machine's Redis."""
+    store = {"ORCH_STORE_URL": cluster.url, "ORCH_TEST_EFFECTS_URL": redis_url}
+    with integration.running_orchestra(redis_url, key_prefix, redis_client, store) as orch:
+        yield orch
 
 
 @pytest.fixture

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from redis import Redis
 from redis.crc import key_slot
 
-from orchestrator.dev.cluster import LocalCluster
 from orchestrator.engine.ports import NewRun, RunQuery
 from orchestrator.engine.records import RunStatus, Trigger
 from orchestrator.engine.unit import Unit
 from orchestrator.plan.compiler import Plan
 from orchestrator.store import Keys
 from orchestrator.store.stats import measure
-from tests.cluster.conftest import cluster_orchestra
 from tests.integration.conftest import Orchestra
 from tests.integration.test_retention import CHAIN, FAN, leftovers, run_here, wait_for
 
@@ -70,17 +65,6 @@ def test_shards_spread_evenly_over_masters_that_split_the_slots_in_ranges(shards
     # an idempotent submission's run is created in its key's shard
     shard = keys.submission_shard("wf", "key-1")
     assert keys.shard(keys.new_run_id(shard)) == shard
-
-
-@pytest.fixture
-def orchestra(
-    redis_cluster: LocalCluster, redis_url: str, key_prefix: str, redis_client: Redis, tmp_path: Path
-) -> Iterator[Orchestra]:
-    orch = cluster_orchestra(redis_cluster, redis_url, key_prefix, redis_client, tmp_path)
-    try:
-        yield orch
-    finally:
-        orch.close()
 
 
 ONE_STEP: dict[str, Any] = {"workflow": "listed", "steps": {"only": {"task": "t.effect", "args": {"name": "x"}}}}

@@ -6,6 +6,7 @@ process group, when the test ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -191,18 +192,29 @@ class Orchestra:
         self.store.close()
 
 
-@pytest.fixture
-def orchestra(redis_url: str, key_prefix: str, redis_client: Redis) -> Iterator[Orchestra]:
+@contextlib.contextmanager
+def running_orchestra(
+    redis_url: str, key_prefix: str, redis_client: Redis, extra_env: Mapping[str, str] | None = None
+) -> Iterator[Orchestra]:
+    """An :class:`Orchestra` in a temporary directory, with the environment the task module reads in
+    process (it records effects in the test Redis), closed afterwards; ``extra_env`` goes to its
+    settings and workers (another ``ORCH_STORE_URL``, say)."""
     os.environ["ORCH_STORE_URL"] = redis_url  # the task module records effects here (in-process too)
     os.environ["ORCH_KEY_PREFIX"] = key_prefix
     with tempfile.TemporaryDirectory(prefix="orch-test-") as tmp:
-        orch = Orchestra(redis_url, key_prefix, Path(tmp), redis_client)
+        orch = Orchestra(redis_url, key_prefix, Path(tmp), redis_client, extra_env=dict(extra_env or {}))
         try:
             yield orch
         finally:
             orch.close()
             os.environ.pop("ORCH_STORE_URL", None)
             os.environ.pop("ORCH_KEY_PREFIX", None)
+
+
+@pytest.fixture
+def orchestra(redis_url: str, key_prefix: str, redis_client: Redis) -> Iterator[Orchestra]:
+    with running_orchestra(redis_url, key_prefix, redis_client) as orch:
+        yield orch
 
 
 def free_port() -> int:
