@@ -112,6 +112,10 @@ class Worker:
         """What the node holds now: its main process and its pool processes."""
         return memory(self.process.pid)
 
+    def cpu(self) -> float:
+        """CPU seconds the node has used so far: its main process and its pool processes."""
+        return cpu_seconds(self.process.pid)
+
     def kill(self) -> None:
         """SIGKILL the whole node: main process and pool children."""
         if self.process.poll() is None:
@@ -209,6 +213,19 @@ def memory(pid: int, *, tree: bool = True) -> Memory:
         except OSError:
             continue
     return Memory(rss, pss, count)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) that ``pid`` and its descendants have used so far, in seconds (processes
+    that exit meanwhile count 0): fields 14 and 15 of ``/proc/PID/stat``."""
+    ticks = 0
+    for process in descendants(pid):
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _field_kb(text: str, name: str) -> int:

@@ -41,13 +41,15 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 from celery import chain
 from rich.table import Table
 
-from bench.processes import Processes
+from bench.processes import Processes, cpu_seconds
 from bench.report import RESULTS, Target, console, median, ratio, targets_table, write
 from bench.systems import Ours, Plain, add_common_arguments, timestamp
 
@@ -55,13 +57,44 @@ TARGET = 0.8
 TIMEOUT = 900.0
 
 
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds used so far by one system's worker nodes, by the Redis server, and by this process
+    (the caller: submitting, publishing, waiting)."""
+
+    workers: float
+    redis: float
+    caller: float
+
+    @classmethod
+    def now(cls, processes: Processes, nodes: str) -> Cpu:
+        """Now, for the worker nodes whose name starts with ``nodes``."""
+        workers = sum(w.cpu() for w in processes.workers if w.name.startswith(nodes))
+        assert processes.redis.process is not None
+        return cls(workers, cpu_seconds(processes.redis.process.pid), time.process_time())
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(self.workers - other.workers, self.redis - other.redis, self.caller - other.caller)
+
+
 @dataclass
 class Series:
-    """Throughput samples of one system, one per round."""
+    """Throughput samples of one system, one per round, and the CPU each round used (µs per step)."""
 
     name: str
     seconds: list[float] = field(default_factory=list)
     steps: int = 0
+    cpu: list[dict[str, float]] = field(default_factory=list)
+
+    def measure(self, processes: Processes, nodes: str, run: Callable[[], float]) -> None:
+        """Run one round of this series on the nodes named ``nodes``*, timing it and counting its CPU."""
+        before = Cpu.now(processes, nodes)
+        self.seconds.append(run())
+        used = Cpu.now(processes, nodes) - before
+        self.cpu.append({k: v / self.steps * 1e6 for k, v in asdict(used).items()})
+
+    def cpu_median(self, part: str) -> float:
+        return median([c[part] for c in self.cpu])
 
     @property
     def per_second(self) -> list[float]:
@@ -144,15 +177,16 @@ def main(argv: list[str] | None = None) -> int:
             run_plain_chains(plain, 2 * args.nodes, 20)
             run_plain_flat(plain, 40 * args.nodes)
         for n in range(args.rounds):
+            workflow = chains_workflow(chains, args.length)
             with out.status(f"round {n + 1}/{args.rounds}: ours"):
-                ours_series.seconds.append(run_ours(ours, chains_workflow(chains, args.length)))
+                ours_series.measure(processes, "ours", partial(run_ours, ours, workflow))
             if info is not None:
                 with out.status(f"round {n + 1}/{args.rounds}: ours, INFO logs"):
-                    logged.seconds.append(run_ours(info, chains_workflow(chains, args.length)))
+                    logged.measure(processes, "info", partial(run_ours, info, workflow))
             with out.status(f"round {n + 1}/{args.rounds}: plain flat"):
-                flat.seconds.append(run_plain_flat(plain, total))
+                flat.measure(processes, "plain", partial(run_plain_flat, plain, total))
             with out.status(f"round {n + 1}/{args.rounds}: plain chains"):
-                chained.seconds.append(run_plain_chains(plain, chains, args.length))
+                chained.measure(processes, "plain", partial(run_plain_chains, plain, chains, args.length))
         ours.close()
         plain.close()
         if info is not None:
@@ -163,14 +197,19 @@ def main(argv: list[str] | None = None) -> int:
         title=f"step throughput: {total:,} no-op steps ({chains} chains x {args.length}), "
         f"{args.nodes} node(s) x {args.concurrency} prefork, median of {args.rounds} rounds"
     )
-    for column in ("system", "seconds (each round)", "steps/s", "ours / this"):
+    columns = ("system", "seconds (each round)", "steps/s", "ours / this")
+    columns += ("CPU µs/step: workers", "Redis", "caller", "all")
+    for column in columns:
         table.add_column(column, justify="right" if column != "system" else "left")
     for series in shown:
+        cpu = [series.cpu_median(part) for part in ("workers", "redis", "caller")]
         table.add_row(
             series.name,
             " ".join(f"{s:.2f}" for s in series.seconds),
             f"{series.median:,.0f}",
             ratio(ours_series.median / series.median),
+            *(f"{c:,.0f}" for c in cpu),
+            f"{median([sum(c.values()) for c in series.cpu]):,.0f}",
         )
     value = ours_series.median / flat.median
     targets = [Target("step throughput", f"ours / plain flat >= {TARGET}", value, value >= TARGET)]
@@ -186,7 +225,15 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency": args.concurrency,
             "nodes": args.nodes,
             "rounds": args.rounds,
-            "series": [asdict(s) | {"per_second": s.per_second, "median_per_second": s.median} for s in shown],
+            "series": [
+                asdict(s)
+                | {
+                    "per_second": s.per_second,
+                    "median_per_second": s.median,
+                    "cpu_median_usec_per_step": {p: s.cpu_median(p) for p in ("workers", "redis", "caller")},
+                }
+                for s in shown
+            ],
             "ratios": {
                 "ours/plain_flat": value,
                 "ours/plain_chains": ours_series.median / chained.median,

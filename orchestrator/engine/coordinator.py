@@ -119,20 +119,23 @@ class Coordinator:
             archive=self.archive,
             retention=self.retention if workflow.retention is None else workflow.retention,
         )
-        run_id, created = self.store.runs.create(run, idempotency_key)
+        run_id, roots, pushed = self._create(run, idempotency_key)
+        created = roots is not None
         if created and self.observe:
             self.observe(
                 Change(EventKind.SUBMITTED, run_id, plan.workflow, trigger=trigger.value, started_by=started_by)
             )
-        if created:  # roots are queued and in the outbox already: publish them
+        if roots and not pushed:  # queued and in the outbox already: publish them
             try:
-                self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id) for s in plan.roots])
+                self.dispatcher.send(roots)
             except ServiceUnavailable as exc:
                 raise ServiceUnavailable(
                     f"{exc}; run {run_id} is recorded and its first steps go out once the broker is back "
                     "(any worker's sweeper publishes them)",
                     run_id=run_id,
                 ) from exc
+        if roots:
+            self._queued(plan, [d.message for d in roots])
         return Submitted(run_id, created)
 
     def get(self, run_id: str) -> RunRecord:
@@ -360,6 +363,23 @@ class Coordinator:
         return count
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _create(self, run: NewRun, idempotency_key: str | None) -> tuple[str, list[Delivery] | None, bool]:
+        """Record a run; when the broker is the store's Redis, the store pushes its roots' messages in
+        the same atomic call. Returns its id, its roots' deliveries (None: an idempotency key already
+        used, nothing was created), and whether the store pushed them."""
+        plan = run.plan
+        roots = [Delivery.of(plan, StepMessage.of(Unit(run.run_id, s), plan.plan_id)) for s in plan.roots]
+        built = self.dispatcher.outbound(roots) if roots else None
+        outbound = None if built is None else dict(zip(plan.roots, built, strict=True))
+        run_id, created = self.store.runs.create(run, idempotency_key, outbound)
+        if not created:
+            return run_id, None, False
+        if outbound:
+            self.dispatcher.pushed(list(outbound.values()))
+        elif run_id != run.run_id:  # a new id in the idempotency key's shard (Redis Cluster)
+            roots = [Delivery.of(plan, StepMessage.of(Unit(run_id, s), plan.plan_id)) for s in plan.roots]
+        return run_id, roots, outbound is not None
 
     def _complete(self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome, epoch: int | None = None) -> Completion:
         """Record a step's end; with the run's ``epoch`` known, hand the store its dependents' messages to push."""

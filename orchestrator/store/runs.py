@@ -10,16 +10,16 @@ from __future__ import annotations
 import heapq
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import lru_cache
-from itertools import islice
+from itertools import chain, islice
 from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
 
-from orchestrator.engine.ports import ListKey, NewRun, RunPage, RunQuery
+from orchestrator.engine.ports import ListKey, NewRun, Outbound, RunPage, RunQuery
 from orchestrator.engine.records import RunEvent, RunRecord, RunStatus, RunSummary, StepRecord, StepStatus, now_iso
 from orchestrator.engine.rules import Decision, decide
 from orchestrator.engine.unit import Unit
@@ -79,72 +79,79 @@ class RedisRuns(Part):
 
     # --- runs --------------------------------------------------------------------------------
 
-    def create(self, run: NewRun, idempotency_key: str | None = None) -> tuple[str, bool]:
-        """Record a new run, its roots queued and guarded by the outbox, in one transaction.
+    def create(
+        self, run: NewRun, idempotency_key: str | None = None, outbound: Mapping[str, Outbound] | None = None
+    ) -> tuple[str, bool]:
+        """Record a new run, its roots queued and guarded by the outbox, in one atomic script (``lua/create.lua``).
+
+        Args:
+            run: The run.
+            idempotency_key: With a key already used for this workflow, nothing is written.
+            outbound: The roots' messages (by name), the broker being this Redis: the script pushes
+                each onto its queue in the same call (every one, when the run is created).
 
         Returns:
             ``(run_id, created)``; with an idempotency key already used for this workflow, the
-            earlier run's id and False (nothing is written). On Redis Cluster a run with an
-            idempotency key gets a new id in the shard of its key, so that one transaction (one
-            slot) writes both: the id returned is the run's.
+            earlier run's id and False. On Redis Cluster a run with an idempotency key gets a new
+            id in the shard of its key, so that one script (one slot) writes both: the id
+            returned is the run's.
         """
         plan = run.plan
         self.save_plan(plan)
+        outbound = outbound or {}
         submission = None
         if idempotency_key is not None:
             submission = self.keys.submission(plan.workflow, idempotency_key)
-            if self.keys.clustered:
+            if self.keys.clustered:  # never with outbound: a cluster cannot be the broker
                 shard = self.keys.submission_shard(plan.workflow, idempotency_key)
                 run = replace(run, run_id=self.keys.new_run_id(shard))
-        existing: list[str] = []
-
-        def write(pipe: Pipeline) -> None:
-            if submission is not None and (found := pipe.get(submission)) is not None:
-                existing.append(str(found))
-                return
-            pipe.multi()
-            if submission is not None:
-                pipe.set(submission, run.run_id, ex=max(1, round(self.submission_ttl)))
-            self._write(pipe, run)
-
-        self.redis.transaction(write, *([submission] if submission else []))
-        if existing:
-            return existing[0], False
-        return run.run_id, True
-
-    def _write(self, pipe: Pipeline, run: NewRun) -> None:
-        plan = run.plan
-        score = time.time()
-        pipe.hset(
-            self.keys.run(run.run_id),
-            mapping={
-                "run_id": run.run_id,
-                "workflow": plan.workflow,
-                "version": "" if plan.definition.version is None else str(plan.definition.version),
-                "status": RunStatus.PENDING.value,
-                "trigger": run.trigger.value,
-                "started_by": run.started_by or "",
-                "params": json.dumps(run.params),
-                "created_at": run.created_at,
-                "logical_date": run.logical_date or "",
-                "plan_id": plan.plan_id,
-                "definition_hash": plan.definition_hash,
-                "remaining": len(plan.steps),
-                "failed": 0,
-                "retention": repr(float(run.retention)),  # seconds its keys are kept once it ended
-                **({"archive": "1"} if run.archive else {}),
-            },
-        )
-        shard = self.keys.shard(run.run_id)
-        pipe.zadd(shard.runs(), {run.run_id: score})
-        pipe.zadd(shard.runs_of(plan.workflow), {run.run_id: score})
-        history = self.keys.history(run.run_id)
-        submitted = event(run.created_at, "submitted", trigger=run.trigger.value, by=run.started_by or "")
-        pipe.xadd(history, submitted, **HISTORY_LIMIT)
+        run_id, run_key, score = run.run_id, self.keys.run(run.run_id), time.time()
+        index = self.keys.shard(run_id)
+        fields = self._fields(run)
+        keys = [run_key, index.runs(), index.runs_of(plan.workflow), self.keys.history(run_id), index.outbox()]
+        keys.append(submission or run_key)
+        args: list[Any] = [
+            "" if submission is None else max(1, round(self.submission_ttl)),
+            run_id,
+            run.created_at,
+            score,
+            score + run.publish_grace,
+            run.trigger.value,
+            run.started_by or "",
+            len(fields),
+            *chain.from_iterable(fields.items()),
+        ]
         for step in plan.roots:
-            pipe.hset(self.keys.step(run.run_id, step), "status", StepStatus.QUEUED.value)
-            pipe.zadd(shard.outbox(), {str(Unit(run.run_id, step)): score + run.publish_grace})
-            pipe.xadd(history, event(run.created_at, "queued", step=step), **HISTORY_LIMIT)
+            message = outbound.get(step)
+            step_key = self.keys.step(run_id, step)
+            keys += [step_key, self.keys.queue_list(message.queue, message.priority) if message else step_key]
+            args += [step, str(Unit(run_id, step)), message.payload if message else ""]
+        verdict, *existing = (str(r) for r in self.scripts.create(keys=keys, args=args))
+        if verdict == "exists":
+            return existing[0], False
+        return run_id, True
+
+    @staticmethod
+    def _fields(run: NewRun) -> dict[str, str | int]:
+        """The run's hash as created."""
+        plan = run.plan
+        return {
+            "run_id": run.run_id,
+            "workflow": plan.workflow,
+            "version": "" if plan.definition.version is None else str(plan.definition.version),
+            "status": RunStatus.PENDING.value,
+            "trigger": run.trigger.value,
+            "started_by": run.started_by or "",
+            "params": json.dumps(run.params),
+            "created_at": run.created_at,
+            "logical_date": run.logical_date or "",
+            "plan_id": plan.plan_id,
+            "definition_hash": plan.definition_hash,
+            "remaining": len(plan.steps),
+            "failed": 0,
+            "retention": repr(float(run.retention)),  # seconds its keys are kept once it ended
+            **({"archive": "1"} if run.archive else {}),
+        }
 
     def get(self, run_id: str) -> RunRecord:
         """The full run record, read in two round trips (the run's hash, then its steps).

@@ -37,6 +37,7 @@ def source(name: str) -> str:
 class Scripts:
     """Registered scripts; each call is one EVALSHA (redis-py falls back to EVAL on NOSCRIPT)."""
 
+    create: Script
     claim: Script
     complete: Script
     retry: Script

@@ -168,7 +168,7 @@ class Recording:
         self.side_effects = self
         self.leases = self
 
-    def create(self, run: NewRun, idempotency_key: str | None = None) -> tuple[str, bool]:
+    def create(self, run: NewRun, idempotency_key: str | None = None, outbound: object = None) -> tuple[str, bool]:
         self.created.append(run)
         return run.run_id, False
 
@@ -177,7 +177,11 @@ class Recording:
 def test_the_coordinator_marks_its_runs_for_the_history_when_one_is_configured(archive: bool) -> None:
     from orchestrator.definition.loader import build_workflow
 
+    class Dispatcher:
+        def outbound(self, deliveries: object) -> None:
+            return None
+
     store = Recording()
-    coordinator = Coordinator(store, None, base_policy=base_policy(), lease_seconds=15, archive=archive)  # type: ignore[arg-type]
+    coordinator = Coordinator(store, Dispatcher(), base_policy=base_policy(), lease_seconds=15, archive=archive)  # type: ignore[arg-type]
     coordinator.submit(build_workflow({"workflow": "w", "steps": {"a": {"task": "t"}}}))
     assert [run.archive for run in store.created] == [archive]

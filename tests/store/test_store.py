@@ -375,3 +375,43 @@ def test_pages_read_only_the_runs_they_show_and_filters_widen_their_reads(
 
     assert _all_pages(store, limit=10)[0] == newest_first
     assert _all_pages(store, limit=4, status=RunStatus.FAILED)[0] == [i for i in newest_first if i in failed]
+
+
+def test_a_new_run_is_recorded_with_its_roots_pushed_in_one_script_and_a_used_key_writes_nothing(
+    store: RedisRunStore,
+) -> None:
+    """``create.lua``: the run's hash, its indexes, each root queued, in the outbox and in the history;
+    the roots' messages pushed when given (the broker is this Redis); a second submission under the
+    same idempotency key answers with the first run and leaves the store as it was."""
+    from orchestrator.engine.ports import Outbound
+
+    plan = _plan({"a": {"task": "t"}, "b": {"task": "t"}, "c": {"task": "t", "needs": ["a", "b"]}})
+    outbound = {s: Outbound(f"task-{s}", "default", 0, f"message-{s}", {}) for s in plan.roots}
+    run = NewRun("r1", plan, {"n": 1}, Trigger.API, 60, started_by="token:svc")
+    assert store.runs.create(run, "key-1", outbound) == ("r1", True)
+
+    queue = store.keys.queue_list("default", 0)
+    assert sorted(store.redis.lrange(queue, 0, -1)) == ["message-a", "message-b"]
+    assert {s: store.redis.hget(store.keys.step("r1", s), "status") for s in "abc"} == {
+        "a": "queued",
+        "b": "queued",
+        "c": None,
+    }
+    shard = store.keys.shard("r1")
+    assert set(store.redis.zrange(shard.outbox(), 0, -1)) == {str(Unit("r1", "a")), str(Unit("r1", "b"))}
+    assert store.redis.zscore(shard.runs_of("w"), "r1") is not None
+    record = store.runs.get("r1")
+    assert (record.status, record.trigger, record.started_by, record.params) == (
+        RunStatus.PENDING,
+        Trigger.API,
+        "token:svc",
+        {"n": 1},
+    )
+    events = [(e.event, e.step) for e in store.runs.history("r1")]
+    assert events[0] == ("submitted", None) and sorted(events[1:]) == [("queued", "a"), ("queued", "b")]
+
+    before = {key: store.redis.dump(key) for key in store.redis.scan_iter(f"{store.keys.prefix}*")}
+    again = NewRun("r2", plan, {}, Trigger.API, 60)
+    assert store.runs.create(again, "key-1", outbound) == ("r1", False)
+    assert {key: store.redis.dump(key) for key in store.redis.scan_iter(f"{store.keys.prefix}*")} == before
+    assert store.redis.llen(queue) == 2
