@@ -369,7 +369,7 @@ class Coordinator:
         the same atomic call. Returns its id, its roots' deliveries (None: an idempotency key already
         used, nothing was created), and whether the store pushed them."""
         plan = run.plan
-        roots = [Delivery.of(plan, StepMessage.of(Unit(run.run_id, s), plan.plan_id)) for s in plan.roots]
+        roots = self._roots(plan, run.run_id)
         built = self.dispatcher.outbound(roots) if roots else None
         outbound = None if built is None else dict(zip(plan.roots, built, strict=True))
         run_id, created = self.store.runs.create(run, idempotency_key, outbound)
@@ -378,8 +378,13 @@ class Coordinator:
         if outbound:
             self.dispatcher.pushed(list(outbound.values()))
         elif run_id != run.run_id:  # a new id in the idempotency key's shard (Redis Cluster)
-            roots = [Delivery.of(plan, StepMessage.of(Unit(run_id, s), plan.plan_id)) for s in plan.roots]
+            roots = self._roots(plan, run_id)
         return run_id, roots, outbound is not None
+
+    @staticmethod
+    def _roots(plan: Plan, run_id: str) -> list[Delivery]:
+        """The first messages of a new run of ``plan``."""
+        return [Delivery.of(plan, StepMessage.of(Unit(run_id, s), plan.plan_id)) for s in plan.roots]
 
     def _complete(self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome, epoch: int | None = None) -> Completion:
         """Record a step's end; with the run's ``epoch`` known, hand the store its dependents' messages to push."""

@@ -14,7 +14,7 @@ from orchestrator.definition.loader import build_workflow
 from orchestrator.definition.models import TriggerRule
 from orchestrator.engine.context import StepReads
 from orchestrator.engine.coordinator import Coordinator
-from orchestrator.engine.ports import NewRun, RunQuery
+from orchestrator.engine.ports import NewRun, Outbound, RunQuery
 from orchestrator.engine.records import Outcome, RunStatus, StepError, StepStatus, Trigger
 from orchestrator.engine.rules import Decision, decide
 from orchestrator.engine.unit import StepMessage, Unit
@@ -383,8 +383,6 @@ def test_a_new_run_is_recorded_with_its_roots_pushed_in_one_script_and_a_used_ke
     """``create.lua``: the run's hash, its indexes, each root queued, in the outbox and in the history;
     the roots' messages pushed when given (the broker is this Redis); a second submission under the
     same idempotency key answers with the first run and leaves the store as it was."""
-    from orchestrator.engine.ports import Outbound
-
     plan = _plan({"a": {"task": "t"}, "b": {"task": "t"}, "c": {"task": "t", "needs": ["a", "b"]}})
     outbound = {s: Outbound(f"task-{s}", "default", 0, f"message-{s}", {}) for s in plan.roots}
     run = NewRun("r1", plan, {"n": 1}, Trigger.API, 60, started_by="token:svc")
