@@ -86,6 +86,8 @@ class Orchestra:
     workers: list[WorkerProcess] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
     worker_app: str = "workers.app"
+    lease: float = LEASE
+    """Seconds of a claim and of a publish guard; the sweeper re-dispatches what outlives it."""
 
     def __post_init__(self) -> None:
         self.settings = Settings(**self.settings_values())
@@ -97,7 +99,10 @@ class Orchestra:
             sentinel_master=self.settings.sentinel_master,
         )
         self.coordinator = Coordinator(
-            self.store, CeleryDispatcher(self.app), base_policy=base_policy(self.settings.defaults), lease_seconds=LEASE
+            self.store,
+            CeleryDispatcher(self.app),
+            base_policy=base_policy(self.settings.defaults),
+            lease_seconds=self.lease,
         )
 
     def settings_values(self) -> dict[str, Any]:
@@ -107,7 +112,7 @@ class Orchestra:
             "sentinel_master": self.extra_env.get("ORCH_SENTINEL_MASTER"),
             "key_prefix": self.prefix,
             "task_modules": ["tests.integration.tasks"],
-            "worker": {"lease": LEASE, "sweep_interval": 0.5},
+            "worker": {"lease": self.lease, "sweep_interval": 0.5},
         }
 
     def env(self) -> dict[str, str]:
@@ -117,7 +122,7 @@ class Orchestra:
             ORCH_STORE_URL=self.redis_url,
             ORCH_KEY_PREFIX=self.prefix,
             ORCH_TASK_MODULES="tests.integration.tasks",
-            ORCH_WORKER__LEASE=str(LEASE),
+            ORCH_WORKER__LEASE=str(self.lease),
             ORCH_WORKER__SWEEP_INTERVAL="0.5",
             ORCH_TEST_EFFECTS_URL=self.redis_url,
             PYTHONPATH=str(ROOT),
@@ -194,7 +199,12 @@ class Orchestra:
 
 @contextlib.contextmanager
 def running_orchestra(
-    redis_url: str, key_prefix: str, redis_client: Redis, extra_env: Mapping[str, str] | None = None
+    redis_url: str,
+    key_prefix: str,
+    redis_client: Redis,
+    extra_env: Mapping[str, str] | None = None,
+    *,
+    lease: float = LEASE,
 ) -> Iterator[Orchestra]:
     """An :class:`Orchestra` in a temporary directory, with the environment the task module reads in
     process (it records effects in the test Redis), closed afterwards; ``extra_env`` goes to its
@@ -202,7 +212,7 @@ def running_orchestra(
     os.environ["ORCH_STORE_URL"] = redis_url  # the task module records effects here (in-process too)
     os.environ["ORCH_KEY_PREFIX"] = key_prefix
     with tempfile.TemporaryDirectory(prefix="orch-test-") as tmp:
-        orch = Orchestra(redis_url, key_prefix, Path(tmp), redis_client, extra_env=dict(extra_env or {}))
+        orch = Orchestra(redis_url, key_prefix, Path(tmp), redis_client, extra_env=dict(extra_env or {}), lease=lease)
         try:
             yield orch
         finally:
