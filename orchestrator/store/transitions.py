@@ -53,10 +53,12 @@ class RedisSteps(Part):
     ) -> tuple[Claim, StepInputs | None]:
         """Claim a message's unit (``lua/claim.lua``) and read what its references need, in one round trip.
 
-        The reads are queued after the claim on the same connection, so they see the state the
-        claim left; when the claim fails they are simply not used. Params are read only when the
-        step names them: a ``for_each`` item would otherwise fetch and parse them once per item,
-        and they may hold the items themselves.
+        The claim's own reply carries the run's fields (and its params, when the step names them:
+        a ``for_each`` item would otherwise fetch and parse them once per item, and they may hold
+        the items themselves), so a step that refers to nothing upstream costs one EVALSHA. The
+        other reads (upstream outputs and statuses, an item's input) are queued after the claim on
+        the same pipeline, so they see the state the claim left; when the claim fails they are
+        simply not used.
 
         Raises:
             RunNotFound: the claim succeeded but the run's hash is gone (deleted meanwhile).
@@ -87,24 +89,28 @@ class RedisSteps(Part):
             str(unit.parent),
             now + WATCHDOG_LEASES * lease_seconds,
             unit.step if unit.item is None else "",
+            "1" if reads.params else "",
         ]
+        item = reads.item and unit.item is not None
+        more = bool(reads.outputs or reads.statuses or item)
 
         def execute() -> list[Any]:
+            if not more:
+                return [self.scripts.claim(keys=keys, args=args)]
             pipe = self.redis.pipeline(transaction=False)
             queue(pipe, self.scripts.claim, keys, args)
             self._queue_reads(pipe, unit, reads)
             return pipe.execute()
 
         raw = loaded(self.redis, execute, self.scripts.claim)
-        claim = Claim(ClaimVerdict(raw[0][0]), str(raw[0][1]))
+        verdict, detail, *context = raw[0]
+        claim = Claim(ClaimVerdict(verdict), str(detail))
         if not claim.ok:
             return claim, None
-        return claim, self._parse_reads(unit.run_id, raw[1:], reads)
+        return claim, self._parse_reads(unit.run_id, context, raw[1:], reads, item=item)
 
     def _queue_reads(self, pipe: Pipeline, unit: Unit, reads: StepReads) -> None:
         run_id = unit.run_id
-        fields = ["workflow", "created_at", "logical_date", *(["params"] if reads.params else [])]
-        pipe.hmget(self.keys.run(run_id), fields)
         if reads.item and unit.item is not None:
             pipe.lindex(self.keys.item_inputs(run_id, unit.step), unit.item)
         if reads.outputs:
@@ -113,19 +119,21 @@ class RedisSteps(Part):
         for step in reads.statuses:
             pipe.hget(self.keys.step(run_id, step), "status")
 
-    def _parse_reads(self, run_id: str, raw: list[Any], reads: StepReads) -> StepInputs:
-        workflow, created, logical, *rest = raw[0]
+    def _parse_reads(
+        self, run_id: str, context: list[Any], raw: list[Any], reads: StepReads, *, item: bool
+    ) -> StepInputs:
+        workflow, created, logical, params = context
         if workflow is None:
             raise RunNotFound(run_id)
-        item_json = raw[1] if reads.item else None
-        raw = raw[1 + reads.item :]
+        item_json = raw[0] if item else None
+        raw = raw[item:]
         outputs = raw[0] if reads.outputs else []
         values = {s: json.loads(v) for s, v in zip(reads.outputs, outputs, strict=True) if v is not None}
         states = dict(zip(reads.statuses, raw[bool(reads.outputs) :], strict=True))
         return StepInputs(
             workflow=workflow,
             created_at=created,
-            params_json=(rest[0] if reads.params else None) or "{}",
+            params_json=params or "{}",
             outputs=values,
             statuses={k: v or StepStatus.PENDING.value for k, v in states.items()},
             logical_date=logical or None,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -176,6 +178,41 @@ def test_claim_and_read_reloads_its_script_after_a_flush(store: RedisRunStore) -
     claimed, read = store.steps.claim_and_read(message, "t1", "w", 5, StepReads(outputs=("a",)))
     assert claimed.ok and read is not None
     assert read.outputs == {"a": {"n": 1}} and read.workflow == "w"
+
+
+def test_a_claim_that_reads_nothing_upstream_is_one_command_whose_reply_carries_the_run(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    sent: list[str] = []
+
+    class Recording(Redis):
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            sent.append(str(args[0]))
+            return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+        def pipeline(self, *args: Any, **kwargs: Any) -> Any:
+            sent.append("pipeline")
+            return super().pipeline(*args, **kwargs)
+
+    store = RedisRunStore(Recording(connection_pool=redis_client.connection_pool), Keys(key_prefix))
+    steps = {"a": {"task": "t", "args": {"who": "${params.who}"}}, "b": {"task": "t", "needs": ["a"]}}
+    plan = compile_workflow(build_workflow({"workflow": "w", "params": {"who": {"type": "string"}}, "steps": steps}))
+    store.runs.create(NewRun("r1", plan, {"who": "ops"}, Trigger.CLI, 60))
+    created = str(redis_client.hget(store.keys.run("r1"), "created_at"))
+
+    sent.clear()
+    claimed, read = store.steps.claim_and_read(StepMessage.of(Unit("r1", "a"), plan.plan_id), "t1", "w", 5, StepReads())
+    assert claimed.ok and read is not None
+    assert sent == ["EVALSHA"]  # the claim's reply holds the run's fields: no pipeline, no HMGET after it
+    assert (read.workflow, read.created_at, json.loads(read.params_json)) == ("w", created, {"who": "ops"})
+
+    complete(store, plan, Unit("r1", "a"), "t1", StepStatus.SUCCEEDED)
+    sent.clear()
+    message = StepMessage.of(Unit("r1", "b"), plan.plan_id)
+    claimed, read = store.steps.claim_and_read(message, "t2", "w", 5, StepReads(params=False))
+    assert claimed.ok and read is not None
+    assert sent == ["EVALSHA"]
+    assert (read.workflow, read.params_json) == ("w", "{}")  # params unread: the step names none
 
 
 def test_an_idempotency_key_belongs_to_an_execution_not_to_a_unit(store: RedisRunStore) -> None:

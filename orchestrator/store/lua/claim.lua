@@ -26,13 +26,16 @@
 -- ARGV[12] parent_member  for an item, its step's member (its fan-out watchdog in the outbox)
 -- ARGV[13] watchdog       new score of that watchdog (epoch s)
 -- ARGV[14] step           the step's name (its history event; items have none)
+-- ARGV[15] with_params    '1': the claim's reply carries the run's params too (the step names them)
 --
--- Returns {verdict, detail}: ok | cancelled | missing | done | busy | stale | poison | invalid
+-- Returns {verdict, detail}: ok | cancelled | missing | done | busy | stale | poison | invalid;
+-- an ok claim adds the run fields the step's context needs: workflow, created_at, logical_date
+-- and, with with_params, params (so a step that refers to nothing upstream reads in one call).
 local run, unit, leases, parent, outbox, history = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local task_id, attempt, worker, now_iso = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local now, lease_expiry, member = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local max_recoveries, item, plan_id, epoch = tonumber(ARGV[8]), ARGV[9], ARGV[10], tonumber(ARGV[11])
-local parent_member, watchdog, step_name = ARGV[12], ARGV[13], ARGV[14]
+local parent_member, watchdog, step_name, with_params = ARGV[12], ARGV[13], ARGV[14], ARGV[15] == '1'
 local is_item = item ~= ''
 
 local fields = redis.call('HMGET', run, 'status', 'plan_id', 'epoch', 'started_at')
@@ -82,4 +85,5 @@ end
 if run_status == 'pending' then redis.call('HSET', run, 'status', 'running') end
 -- The earliest claim's clock, whichever claim runs first: workers' timestamps race each other.
 if not run_started or now_iso < run_started then redis.call('HSET', run, 'started_at', now_iso) end
-return {'ok', ''}
+local context = redis.call('HMGET', run, 'workflow', 'created_at', 'logical_date', with_params and 'params' or 'workflow')
+return {'ok', '', context[1], context[2], context[3], with_params and context[4] or false}
