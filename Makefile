@@ -11,7 +11,7 @@ lint:
 	$(BIN)/ruff format --check .
 
 type:
-	$(BIN)/mypy orchestrator workers config
+	$(BIN)/mypy orchestrator workers config bench
 
 test:
 	$(BIN)/python -m pytest -q

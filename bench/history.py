@@ -110,7 +110,8 @@ def cases(now: float) -> list[Case]:
 
 def sql(query: RunQuery) -> str:
     """The reader's SQL with its parameters inlined (for EXPLAIN)."""
-    compiled = page_query(query).compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    compiled = page_query(query).compile(dialect=dialect, compile_kwargs={"literal_binds": True})
     return str(compiled)
 
 

@@ -108,8 +108,10 @@ def _loop(port: int, key: str, seconds: float, results: Any) -> None:
     done, deadline = 0, time.monotonic() + seconds
     start = time.monotonic()
     while time.monotonic() < deadline:
-        _, message = client.brpop([key], timeout=5)
-        client.lpush(key, message)
+        popped = client.brpop([key], timeout=5)
+        if popped is None:  # another process holds the message longer than the timeout: pop again
+            continue
+        client.lpush(key, popped[1])
         done += 1
     results.put(done / (time.monotonic() - start))
     client.brpop([key], timeout=5)  # take this process's message out again

@@ -41,7 +41,7 @@ from rich.table import Table
 from bench import throughput
 from bench.processes import Processes
 from bench.report import console, write
-from bench.systems import Ours
+from bench.systems import Ours, timestamp
 
 FALLBACK = Path("/tmp/pyspy/bin/py-spy")
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^:()]*)(?::\d+)?\)$")
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             ).stdout
             record_log, _ = recorder.communicate(timeout=duration + 60)
             record = ours.wait(run_id, 600)
-        seconds = throughput.timestamp(record.finished_at) - started
+        seconds = timestamp(record.finished_at) - started
         text = raw.read_text() if raw.exists() else ""
         ours.close()
 

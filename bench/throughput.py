@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         title=f"step throughput: {total:,} no-op steps ({chains} chains x {args.length}), "
         f"{args.nodes} node(s) x {args.concurrency} prefork, median of {args.rounds} rounds"
     )
-    columns = ("system", "seconds (each round)", "steps/s", "ours / this")
+    columns: tuple[str, ...] = ("system", "seconds (each round)", "steps/s", "ours / this")
     columns += ("CPU µs/step: workers", "Redis", "caller", "all")
     for column in columns:
         table.add_column(column, justify="right" if column != "system" else "left")
