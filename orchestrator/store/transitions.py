@@ -61,7 +61,8 @@ class RedisSteps(Part):
         simply not used.
 
         Raises:
-            RunNotFound: the claim succeeded but the run's hash is gone (deleted meanwhile).
+            RunNotFound: the claim succeeded but the run's hash has no workflow (a run hash
+                written by hand, or half-deleted: the script reads it in the same atomic call).
         """
         unit = message.unit
         now = time.time()
@@ -92,17 +93,17 @@ class RedisSteps(Part):
             "1" if reads.params else "",
         ]
         item = reads.item and unit.item is not None
-        more = bool(reads.outputs or reads.statuses or item)
 
-        def execute() -> list[Any]:
-            if not more:
-                return [self.scripts.claim(keys=keys, args=args)]
+        def pipelined() -> list[Any]:
             pipe = self.redis.pipeline(transaction=False)
             queue(pipe, self.scripts.claim, keys, args)
             self._queue_reads(pipe, unit, reads)
             return pipe.execute()
 
-        raw = loaded(self.redis, execute, self.scripts.claim)
+        if reads.outputs or reads.statuses or item:
+            raw = loaded(self.redis, pipelined, self.scripts.claim)
+        else:  # nothing to read beside the claim's own reply: one EVALSHA
+            raw = [self.scripts.claim(keys=keys, args=args)]
         verdict, detail, *context = raw[0]
         claim = Claim(ClaimVerdict(verdict), str(detail))
         if not claim.ok:
@@ -126,7 +127,7 @@ class RedisSteps(Part):
         if workflow is None:
             raise RunNotFound(run_id)
         item_json = raw[0] if item else None
-        raw = raw[item:]
+        raw = raw[int(item) :]
         outputs = raw[0] if reads.outputs else []
         values = {s: json.loads(v) for s, v in zip(reads.outputs, outputs, strict=True) if v is not None}
         states = dict(zip(reads.statuses, raw[bool(reads.outputs) :], strict=True))

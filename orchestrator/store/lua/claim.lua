@@ -85,5 +85,7 @@ end
 if run_status == 'pending' then redis.call('HSET', run, 'status', 'running') end
 -- The earliest claim's clock, whichever claim runs first: workers' timestamps race each other.
 if not run_started or now_iso < run_started then redis.call('HSET', run, 'started_at', now_iso) end
-local context = redis.call('HMGET', run, 'workflow', 'created_at', 'logical_date', with_params and 'params' or 'workflow')
-return {'ok', '', context[1], context[2], context[3], with_params and context[4] or false}
+local wanted = {'workflow', 'created_at', 'logical_date'}
+if with_params then wanted[4] = 'params' end
+local context = redis.call('HMGET', run, unpack(wanted))
+return {'ok', '', context[1], context[2], context[3], context[4] or false}
