@@ -38,7 +38,8 @@ local max_recoveries, item, plan_id, epoch = tonumber(ARGV[8]), ARGV[9], ARGV[10
 local parent_member, watchdog, step_name, with_params = ARGV[12], ARGV[13], ARGV[14], ARGV[15] == '1'
 local is_item = item ~= ''
 
-local fields = redis.call('HMGET', run, 'status', 'plan_id', 'epoch', 'started_at')
+local fields = redis.call('HMGET', run, 'status', 'plan_id', 'epoch', 'started_at', 'workflow', 'created_at',
+  'logical_date')
 local run_status, run_plan, run_epoch, run_started = fields[1], fields[2], tonumber(fields[3] or '0'), fields[4]
 if not run_status then return {'missing', ''} end
 if run_plan ~= plan_id then return {'invalid', 'the message names plan ' .. plan_id .. ', not the run\'s'} end
@@ -85,7 +86,5 @@ end
 if run_status == 'pending' then redis.call('HSET', run, 'status', 'running') end
 -- The earliest claim's clock, whichever claim runs first: workers' timestamps race each other.
 if not run_started or now_iso < run_started then redis.call('HSET', run, 'started_at', now_iso) end
-local wanted = {'workflow', 'created_at', 'logical_date'}
-if with_params then wanted[4] = 'params' end
-local context = redis.call('HMGET', run, unpack(wanted))
-return {'ok', '', context[1], context[2], context[3], context[4] or false}
+local params = with_params and redis.call('HGET', run, 'params') or false
+return {'ok', '', fields[5], fields[6], fields[7], params}
