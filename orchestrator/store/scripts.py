@@ -93,16 +93,22 @@ def queue(pipe: Pipeline, script: Script, keys: Sequence[str], args: Sequence[An
     pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
 
+LOAD_ATTEMPTS = 3
+"""Calls of a script told NOSCRIPT before the error is the caller's: during a cluster failover the
+node a call reaches can change between the load and the call once more."""
+
+
 def loaded(client: Redis, execute: Callable[[], _Result], *scripts: Script) -> _Result:
     """Call ``execute`` (which builds and sends a pipeline queuing these scripts with :func:`queue`);
     if the server does not know a script (restarted, flushed, a replica just promoted), load them
-    and call it once more. No script ran the first time; the pipeline's other commands must be
-    safe to send twice."""
-    try:
-        return execute()
-    except NoScriptError:
-        load(client, *scripts)
-        return execute()
+    and call it again, up to :data:`LOAD_ATTEMPTS` calls in all. A NOSCRIPT means no script ran;
+    the pipeline's other commands must be safe to send again."""
+    for _ in range(LOAD_ATTEMPTS - 1):
+        try:
+            return execute()
+        except NoScriptError:
+            load(client, *scripts)
+    return execute()
 
 
 class Part:
