@@ -32,6 +32,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from orchestrator.engine.ports import Delivery, Outbound
@@ -64,7 +65,13 @@ class Origin:
 
     @classmethod
     def here(cls, reply_to: str, **fields: Any) -> Origin:
-        return cls(origin=f"{os.getpid()}@{socket.gethostname()}", reply_to=reply_to, **fields)
+        return cls(origin=_origin_of(os.getpid()), reply_to=reply_to, **fields)
+
+
+@lru_cache(maxsize=1)
+def _origin_of(pid: int) -> str:
+    """``pid@host`` (asked once per process: a forked pool process has its own pid)."""
+    return f"{pid}@{socket.gethostname()}"
 
 
 def kwargs_of(delivery: Delivery, now: float) -> dict[str, Any]:

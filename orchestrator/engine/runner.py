@@ -260,6 +260,8 @@ def checked(output: Any, name: str) -> Any:
     deeper than the encoder goes. :func:`json_problem`: nesting the run record's serializer refuses
     (``status --json`` would crash on the stored output).
     """
+    if output is None:  # what a task run for its effect returns
+        return None
     try:
         value = json.loads(json.dumps(output, allow_nan=False))  # normalise tuples to lists, as readers see it
     except (TypeError, ValueError, RecursionError) as exc:

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from redis import Redis
+from redis import ConnectionPool, Redis
+from redis.connection import Connection
 
 from orchestrator.definition.loader import build_workflow
 from orchestrator.definition.models import TriggerRule
@@ -185,16 +186,19 @@ def test_a_claim_that_reads_nothing_upstream_is_one_command_whose_reply_carries_
 ) -> None:
     sent: list[str] = []
 
-    class Recording(Redis):
-        def execute_command(self, *args: Any, **options: Any) -> Any:
+    class RecordingConnection(Connection):  # every command sent on its own (scripts go straight to a connection)
+        def send_command(self, *args: Any, **kwargs: Any) -> None:
             sent.append(str(args[0]))
-            return super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+            super().send_command(*args, **kwargs)  # type: ignore[no-untyped-call]
 
+    class Recording(Redis):
         def pipeline(self, *args: Any, **kwargs: Any) -> Any:
             sent.append("pipeline")
             return super().pipeline(*args, **kwargs)
 
-    store = RedisRunStore(Recording(connection_pool=redis_client.connection_pool), Keys(key_prefix))
+    options = redis_client.connection_pool.connection_kwargs
+    pool = ConnectionPool(connection_class=RecordingConnection, **options)
+    store = RedisRunStore(Recording(connection_pool=pool), Keys(key_prefix))
     steps = {"a": {"task": "t", "args": {"who": "${params.who}"}}, "b": {"task": "t", "needs": ["a"]}}
     plan = compile_workflow(build_workflow({"workflow": "w", "params": {"who": {"type": "string"}}, "steps": steps}))
     store.runs.create(NewRun("r1", plan, {"who": "ops"}, Trigger.CLI, 60))
@@ -213,6 +217,7 @@ def test_a_claim_that_reads_nothing_upstream_is_one_command_whose_reply_carries_
     assert claimed.ok and read is not None
     assert sent == ["EVALSHA"]
     assert (read.workflow, read.params_json) == ("w", "{}")  # params unread: the step names none
+    pool.disconnect()
 
 
 def test_an_idempotency_key_belongs_to_an_execution_not_to_a_unit(store: RedisRunStore) -> None:
@@ -450,3 +455,21 @@ def test_a_new_run_is_recorded_with_its_roots_pushed_in_one_script_and_a_used_ke
     assert store.runs.create(again, "key-1", outbound) == ("r1", False)
     assert {key: store.redis.dump(key) for key in store.redis.scan_iter(f"{store.keys.prefix}*")} == before
     assert store.redis.llen(queue) == 2
+
+
+def test_a_script_call_whose_pooled_connection_was_killed_runs_once_on_a_new_one(
+    store: RedisRunStore, redis_url: str
+) -> None:
+    # The step path's scripts go straight to a pooled connection (scripts.pooled), not through
+    # execute_command: a connection the server dropped while it sat in the pool is replaced.
+    plan = _plan({"a": {"task": "t"}})
+    run_id = _new_run(store, plan)
+    before = store.redis.client_id()
+    killer = Redis.from_url(redis_url)
+    assert killer.client_kill_filter(_id=before) == 1
+    killer.close()
+    claimed = claim(store, Unit(run_id, "a"), "t1", 1, "w", 60)
+    assert claimed.ok
+    assert store.redis.client_id() != before
+    history = store.redis.xrange(store.keys.history(run_id))
+    assert [e["event"] for _, e in history].count("started") == 1
