@@ -116,6 +116,10 @@ class Worker:
         """CPU seconds the node has used so far: its main process and its pool processes."""
         return cpu_seconds(self.process.pid)
 
+    def pool_cpu(self) -> float:
+        """CPU seconds the node's pool processes have used so far (its main process left out)."""
+        return cpu_seconds(self.process.pid) - cpu_seconds(self.process.pid, tree=False)
+
     def kill(self) -> None:
         """SIGKILL the whole node: main process and pool children."""
         if self.process.poll() is None:
@@ -215,11 +219,12 @@ def memory(pid: int, *, tree: bool = True) -> Memory:
     return Memory(rss, pss, count)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) that ``pid`` and its descendants have used so far, in seconds (processes
-    that exit meanwhile count 0): fields 14 and 15 of ``/proc/PID/stat``."""
+def cpu_seconds(pid: int, *, tree: bool = True) -> float:
+    """CPU time (user + system) that ``pid`` and its descendants (only ``pid`` when ``tree`` is False)
+    have used so far, in seconds (processes that exit meanwhile count 0): fields 14 and 15 of
+    ``/proc/PID/stat``."""
     ticks = 0
-    for process in descendants(pid):
+    for process in descendants(pid) if tree else [pid]:
         try:
             fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:

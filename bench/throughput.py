@@ -60,21 +60,30 @@ TIMEOUT = 900.0
 @dataclass(frozen=True)
 class Cpu:
     """CPU seconds used so far by one system's worker nodes, by the Redis server, and by this process
-    (the caller: submitting, publishing, waiting)."""
+    (the caller: submitting, publishing, waiting); ``pool`` is the share of ``workers`` its nodes'
+    pool processes used (the rest is their main processes: Celery's consumer)."""
 
     workers: float
     redis: float
     caller: float
+    pool: float = 0.0
 
     @classmethod
     def now(cls, processes: Processes, nodes: str) -> Cpu:
         """Now, for the worker nodes whose name starts with ``nodes``."""
-        workers = sum(w.cpu() for w in processes.workers if w.name.startswith(nodes))
+        mine = [w for w in processes.workers if w.name.startswith(nodes)]
         assert processes.redis.process is not None
-        return cls(workers, cpu_seconds(processes.redis.process.pid), time.process_time())
+        workers = sum(w.cpu() for w in mine)
+        pool = sum(w.pool_cpu() for w in mine)
+        return cls(workers, cpu_seconds(processes.redis.process.pid), time.process_time(), pool)
 
     def __sub__(self, other: Cpu) -> Cpu:
-        return Cpu(self.workers - other.workers, self.redis - other.redis, self.caller - other.caller)
+        return Cpu(
+            self.workers - other.workers,
+            self.redis - other.redis,
+            self.caller - other.caller,
+            self.pool - other.pool,
+        )
 
 
 @dataclass
@@ -198,18 +207,18 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.nodes} node(s) x {args.concurrency} prefork, median of {args.rounds} rounds"
     )
     columns: tuple[str, ...] = ("system", "seconds (each round)", "steps/s", "ours / this")
-    columns += ("CPU µs/step: workers", "Redis", "caller", "all")
+    columns += ("CPU µs/step: workers", "of which pools", "Redis", "caller", "all")
     for column in columns:
         table.add_column(column, justify="right" if column != "system" else "left")
     for series in shown:
-        cpu = [series.cpu_median(part) for part in ("workers", "redis", "caller")]
+        cpu = [series.cpu_median(part) for part in ("workers", "pool", "redis", "caller")]
         table.add_row(
             series.name,
             " ".join(f"{s:.2f}" for s in series.seconds),
             f"{series.median:,.0f}",
             ratio(ours_series.median / series.median),
             *(f"{c:,.0f}" for c in cpu),
-            f"{median([sum(c.values()) for c in series.cpu]):,.0f}",
+            f"{median([c['workers'] + c['redis'] + c['caller'] for c in series.cpu]):,.0f}",
         )
     value = ours_series.median / flat.median
     targets = [Target("step throughput", f"ours / plain flat >= {TARGET}", value, value >= TARGET)]
@@ -230,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 | {
                     "per_second": s.per_second,
                     "median_per_second": s.median,
-                    "cpu_median_usec_per_step": {p: s.cpu_median(p) for p in ("workers", "redis", "caller")},
+                    "cpu_median_usec_per_step": {p: s.cpu_median(p) for p in ("workers", "pool", "redis", "caller")},
                 }
                 for s in shown
             ],
