@@ -7,6 +7,7 @@ itself, and the lease keeper starts a thread per process id).
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from functools import cached_property
@@ -59,16 +60,19 @@ class CeleryTasks:
             raise StepTimeout(f"time limit of {soft:g}s exceeded" if soft else "time limit exceeded") from None
 
     def _body(self, task: str) -> Callable[..., Any]:
-        """What to call for ``task``, as Celery's own tracer calls a task: its ``run``, unless its
-        class overrides ``__call__`` (``Task.__call__`` pushes a request holding only the call's
-        arguments, about 13 µs a call). Kept by name: the registry does not change once tasks run."""
+        """What to call for ``task``: the task itself (``Task.__call__``, which pushes a request
+        holding the call's arguments, about 13 µs) when it is bound (``bind=True``, or a class with
+        its own ``run``) or its class overrides ``__call__``; otherwise its ``run`` function, which
+        has no request to read (``current_task`` in it is the step task). Kept by name: the
+        registry does not change once tasks run."""
         user_task = self.app.tasks.get(task)
         if is_reserved_task(task):
             raise UnknownTask(f"task {task!r} is the orchestrator's or Celery's own; a step cannot run it")
         if user_task is None:
             worker = current_task.request.hostname if current_task else "this worker"
             raise UnknownTask(f"task {task!r} is not registered on {worker}; add its module to ORCH_TASK_MODULES")
-        body: Callable[..., Any] = user_task if task_has_custom(user_task, "__call__") else user_task.run
+        plain = not inspect.ismethod(user_task.run) and not task_has_custom(user_task, "__call__")
+        body: Callable[..., Any] = user_task.run if plain else user_task
         self._bodies[task] = body
         return body
 

@@ -68,7 +68,7 @@ class LuaScript(Script):
     ) -> Any:
         target = cast(Redis, client or self.registered_client)
         keys, args = list(keys or ()), list(args or ())
-        if isinstance(target, RedisCluster):
+        if isinstance(target, RedisCluster | Pipeline):  # routed by its keys; queued on the pipeline
             return loaded(target, lambda: target.evalsha(self.sha, len(keys), *keys, *args), self)
         command = ("EVALSHA", self.sha, len(keys), *keys, *args)
         return loaded(target, lambda: pooled(target, command), self)
@@ -80,9 +80,11 @@ def pooled(client: Redis, command: Sequence[EncodableT]) -> Any:
 
     What ``Redis.execute_command`` does, without its per-command observability hooks and event
     dispatch: the pool checks the connection as it hands it out, the connection's retry policy
-    (the client's) sends the command again on a fresh connection after a connection error, and a
-    connection that failed is closed. About 35,000 instructions a call fewer; the step path makes
-    two of these calls, the claim and the completion (``docs/benchmarks.md``, section 9).
+    (the client's; a client made from a URL has none) sends the command again on a fresh
+    connection after a connection error, and a connection that failed is closed. About 35,000
+    instructions a call fewer; the step path makes two of these calls, the claim and the
+    completion (``docs/benchmarks.md``, section 9). What hooks into ``execute_command`` does not
+    see them: redis-py's OpenTelemetry metrics, and Sentry's Redis spans when tracing is on.
     """
     pool = client.connection_pool
     connection = pool.get_connection()

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from redis import ConnectionPool, Redis
-from redis.connection import Connection
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 from orchestrator.definition.loader import build_workflow
 from orchestrator.definition.models import TriggerRule
@@ -186,7 +188,9 @@ def test_a_claim_that_reads_nothing_upstream_is_one_command_whose_reply_carries_
 ) -> None:
     sent: list[str] = []
 
-    class RecordingConnection(Connection):  # every command sent on its own (scripts go straight to a connection)
+    base = redis_client.connection_pool.connection_class  # TCP, TLS or a unix socket, as the test Redis is
+
+    class RecordingConnection(base):  # type: ignore[misc,valid-type] # every command sent, scripts' too
         def send_command(self, *args: Any, **kwargs: Any) -> None:
             sent.append(str(args[0]))
             super().send_command(*args, **kwargs)  # type: ignore[no-untyped-call]
@@ -464,12 +468,41 @@ def test_a_script_call_whose_pooled_connection_was_killed_runs_once_on_a_new_one
     # execute_command: a connection the server dropped while it sat in the pool is replaced.
     plan = _plan({"a": {"task": "t"}})
     run_id = _new_run(store, plan)
+    message = StepMessage.of(Unit(run_id, "a"), plan.plan_id)
     before = store.redis.client_id()
     killer = Redis.from_url(redis_url)
     assert killer.client_kill_filter(_id=before) == 1
     killer.close()
-    claimed = claim(store, Unit(run_id, "a"), "t1", 1, "w", 60)
+    claimed, _ = store.steps.claim_and_read(message, "t1", "w", 60, StepReads())  # the first call since
     assert claimed.ok
     assert store.redis.client_id() != before
     history = store.redis.xrange(store.keys.history(run_id))
     assert [e["event"] for _, e in history].count("started") == 1
+
+
+def test_a_script_call_whose_send_fails_is_sent_again_by_the_clients_retry_policy(
+    redis_client: Redis, key_prefix: str
+) -> None:
+    # A connection error while sending: the server received no whole command, and the client's
+    # retry policy (here one retry; a client from a URL has none) sends it again on a new
+    # connection, as execute_command does.
+    failures = [RedisConnectionError("connection dropped while sending")]
+    base = redis_client.connection_pool.connection_class
+
+    class Dropping(base):  # type: ignore[misc,valid-type]
+        def send_command(self, *args: Any, **kwargs: Any) -> None:
+            if args[0] == "EVALSHA" and failures:
+                self.disconnect()
+                raise failures.pop()
+            super().send_command(*args, **kwargs)
+
+    options = redis_client.connection_pool.connection_kwargs
+    pool = ConnectionPool(connection_class=Dropping, **options, retry=Retry(NoBackoff(), 1))
+    store = RedisRunStore(Redis(connection_pool=pool), Keys(key_prefix))
+    plan = _plan({"a": {"task": "t"}})
+    run_id = _new_run(store, plan)
+    claimed, _ = store.steps.claim_and_read(StepMessage.of(Unit(run_id, "a"), plan.plan_id), "t1", "w", 60, StepReads())
+    assert claimed.ok and not failures
+    history = store.redis.xrange(store.keys.history(run_id))
+    assert [e["event"] for _, e in history].count("started") == 1
+    pool.disconnect()

@@ -31,7 +31,7 @@ def app() -> Celery:
 
     @app.task(name="demo.bound", bind=True, shared=False)
     def bound(self: Task, x: int) -> str:
-        return f"{self.name}:{x}"
+        return f"{self.name}:{x}:{self.request.kwargs}"  # called through Task.__call__: a request of its own
 
     @app.task(name="demo.audited", base=Audited, shared=False)
     def audited(x: int) -> int:
@@ -41,11 +41,11 @@ def app() -> Celery:
     return app
 
 
-def test_a_task_is_called_by_its_body_with_the_step_args(app: Celery) -> None:
+def test_a_task_is_called_with_the_step_args_by_its_body_or_bound_through_call(app: Celery) -> None:
     call = CeleryTasks(app)
     assert call("demo.add", {"a": 2, "b": 3}) == 5
     assert call("demo.add", {"a": 1, "b": 1}) == 2  # the second call takes the body kept by name
-    assert call("demo.bound", {"x": 7}) == "demo.bound:7"  # a bound task gets itself
+    assert call("demo.bound", {"x": 7}) == "demo.bound:7:{'x': 7}"  # a bound task gets itself and its request
 
 
 def test_a_task_whose_class_overrides_call_is_called_through_it(app: Celery) -> None:
