@@ -116,10 +116,6 @@ class Worker:
         """CPU seconds the node has used so far: its main process and its pool processes."""
         return cpu_seconds(self.process.pid)
 
-    def pool_cpu(self) -> float:
-        """CPU seconds the node's pool processes have used so far (its main process left out)."""
-        return cpu_seconds(self.process.pid) - cpu_seconds(self.process.pid, tree=False)
-
     def kill(self) -> None:
         """SIGKILL the whole node: main process and pool children."""
         if self.process.poll() is None:

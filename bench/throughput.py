@@ -55,6 +55,8 @@ from bench.systems import Ours, Plain, add_common_arguments, timestamp
 
 TARGET = 0.8
 TIMEOUT = 900.0
+CPU_PARTS = ("workers", "pool", "redis", "caller")
+"""The CPU figures per step each series reports (``pool`` is a share of ``workers``)."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,8 @@ class Cpu:
         mine = [w for w in processes.workers if w.name.startswith(nodes)]
         assert processes.redis.process is not None
         workers = sum(w.cpu() for w in mine)
-        pool = sum(w.pool_cpu() for w in mine)
-        return cls(workers, cpu_seconds(processes.redis.process.pid), time.process_time(), pool)
+        main = sum(cpu_seconds(w.process.pid, tree=False) for w in mine)
+        return cls(workers, cpu_seconds(processes.redis.process.pid), time.process_time(), workers - main)
 
     def __sub__(self, other: Cpu) -> Cpu:
         return Cpu(
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     for column in columns:
         table.add_column(column, justify="right" if column != "system" else "left")
     for series in shown:
-        cpu = [series.cpu_median(part) for part in ("workers", "pool", "redis", "caller")]
+        cpu = [series.cpu_median(part) for part in CPU_PARTS]
         table.add_row(
             series.name,
             " ".join(f"{s:.2f}" for s in series.seconds),
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 | {
                     "per_second": s.per_second,
                     "median_per_second": s.median,
-                    "cpu_median_usec_per_step": {p: s.cpu_median(p) for p in ("workers", "pool", "redis", "caller")},
+                    "cpu_median_usec_per_step": {p: s.cpu_median(p) for p in CPU_PARTS},
                 }
                 for s in shown
             ],
