@@ -27,6 +27,7 @@ from orchestrator.definition.models import Workflow
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.records import RunRecord
 from orchestrator.plan.policy import base_policy
+from orchestrator.services import shares_store
 from orchestrator.store import RedisRunStore
 
 OURS_DB = 0
@@ -79,7 +80,8 @@ class Ours:
         self.broker: Redis = processes.redis.client(OURS_DB)
         self.coordinator = Coordinator(
             self.store,
-            CeleryDispatcher(self.app),
+            # As orchestrator.services wires it: on the store's own Redis, the store pushes the roots' messages.
+            CeleryDispatcher(self.app, shares_store=shares_store(self.app, self.store_url, self.store.keys)),
             base_policy=base_policy(self.settings.defaults),
             lease_seconds=self.settings.worker.lease,
         )

@@ -10,7 +10,11 @@ headers those of Celery's ``amqp.as_task_v2``.
 
 Building them by hand, not through ``as_task_v2``, ``Producer._prepare`` and the channel, costs
 a few microseconds a message instead of tens: the step messages carry no user data (run, step,
-item, attempt, plan and epoch only), so there is nothing to route, declare or ``saferepr``.
+item, attempt, plan and epoch only), so there is nothing to route, declare or ``saferepr``. And
+most of a message is the same for every message of one queue and step: :func:`template` renders
+that part to JSON once, with a ``%(slot)s`` where each message's own values go (its id, body,
+``eta``, parent and root, arguments' repr and delivery tag), so that :func:`build` encodes only
+those (a 10,000-root submit builds 10,000 messages).
 
 The layout, for reference (Celery's "Message Protocol" page):
 
@@ -33,6 +37,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _string  # what json.dumps does with a str
 from typing import Any
 
 from orchestrator.engine.ports import Delivery, Outbound
@@ -91,56 +96,101 @@ def kwargsrepr(delivery: Delivery) -> str:
     return repr(shown)
 
 
+SLOTS = ("body", "id", "eta", "root_id", "parent_id", "kwargsrepr", "delivery_tag")
+"""What differs between two messages of one :func:`template`: each a JSON value in the message."""
+
+
+@lru_cache(maxsize=1024)
+def template(origin: str, reply_to: str, priority: int, queue: str, shadow: str | None, limits: tuple[Any, Any]) -> str:
+    """The JSON of a message with these fixed fields, a ``%(slot)s`` in place of each of :data:`SLOTS`.
+
+    Args:
+        origin: The publisher's ``pid@host``.
+        reply_to: Its app's ``thread_oid``.
+        priority: The message's priority.
+        queue: Its queue (the routing key).
+        shadow: The name Flower shows.
+        limits: ``(time_limit, soft_time_limit)``, Celery's ``timelimit`` header.
+    """
+    token = {name: f"\x00{name}\x00" for name in SLOTS}
+    envelope = {
+        "body": token["body"],
+        "content-encoding": CONTENT_ENCODING,
+        "content-type": CONTENT_TYPE,
+        "headers": {
+            "lang": "py",
+            "task": STEP_TASK,
+            "id": token["id"],
+            "shadow": shadow,
+            "eta": token["eta"],
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": list(limits),
+            "root_id": token["root_id"],
+            "parent_id": token["parent_id"],
+            "argsrepr": "()",
+            "kwargsrepr": token["kwargsrepr"],
+            "origin": origin,
+            "ignore_result": True,
+            "replaced_task_nesting": 0,
+            "stamped_headers": None,
+            "stamps": {},
+        },
+        "properties": {
+            "correlation_id": token["id"],
+            "reply_to": reply_to,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": priority,
+            "body_encoding": "base64",
+            "delivery_tag": token["delivery_tag"],
+        },
+    }
+    text = json.dumps(envelope).replace("%", "%%")
+    for name, value in token.items():  # no queue, task or origin a definition allows holds a NUL
+        text = text.replace(json.dumps(value), f"%({name})s")
+    return text
+
+
 def build(delivery: Delivery, origin: Origin, now: float, task_id: str | None = None) -> Outbound:
     """The message of one delivery, as kombu's Redis transport stores it on its queue's list."""
     task_id = task_id or str(uuid.uuid4())
-    kwargs = kwargs_of(delivery, now)
-    body = f"[[], {json.dumps(kwargs)}, {_EMBED_JSON}]".encode()
+    body = f"[[], {json.dumps(kwargs_of(delivery, now))}, {_EMBED_JSON}]".encode()
     eta = None
     if delivery.countdown:
         eta = datetime.fromtimestamp(now + delivery.countdown, tz=UTC).isoformat()
-    headers: dict[str, Any] = {
-        "lang": "py",
-        "task": STEP_TASK,
-        "id": task_id,
-        "shadow": delivery.shadow,
-        "eta": eta,
-        "expires": None,
-        "group": None,
-        "group_index": None,
-        "retries": 0,
-        "timelimit": [delivery.time_limit, delivery.soft_time_limit],
-        "root_id": origin.root_id or task_id,
-        "parent_id": origin.parent_id,
-        "argsrepr": "()",
-        "kwargsrepr": kwargsrepr(delivery),
-        "origin": origin.origin,
-        "ignore_result": True,
-        "replaced_task_nesting": 0,
-        "stamped_headers": None,
-        "stamps": {},
+    text = template(
+        origin.origin,
+        origin.reply_to,
+        origin.priority,
+        delivery.queue,
+        delivery.shadow,
+        (delivery.time_limit, delivery.soft_time_limit),
+    )
+    payload = text % {
+        "body": f'"{base64.b64encode(body).decode("ascii")}"',
+        "id": _string(task_id),
+        "eta": _json(eta),
+        "root_id": _string(origin.root_id or task_id),
+        "parent_id": _json(origin.parent_id),
+        "kwargsrepr": _string(kwargsrepr(delivery)),
+        "delivery_tag": f'"{uuid.uuid4()}"',
     }
-    envelope = {
-        "body": base64.b64encode(body).decode("ascii"),
-        "content-encoding": CONTENT_ENCODING,
-        "content-type": CONTENT_TYPE,
-        "headers": headers,
-        "properties": {
-            "correlation_id": task_id,
-            "reply_to": origin.reply_to,
-            "delivery_mode": 2,
-            "delivery_info": {"exchange": "", "routing_key": delivery.queue},
-            "priority": origin.priority,
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-        },
-    }
-    return Outbound(task_id, delivery.queue, origin.priority, json.dumps(envelope), headers)
+    return Outbound(task_id, delivery.queue, origin.priority, payload)
+
+
+def _json(value: str | None) -> str:
+    return "null" if value is None else _string(value)
 
 
 def sent_fields(message: Outbound) -> dict[str, Any]:
-    """The fields of a message's ``task-sent`` event, as ``as_task_v2`` makes them (plus its routing)."""
-    h = message.headers
+    """The fields of a message's ``task-sent`` event, as ``as_task_v2`` makes them (plus its routing).
+
+    Read back from the message's own headers: only a publisher whose ``task-sent`` events are on asks.
+    """
+    h = json.loads(message.payload)["headers"]
     return {
         "uuid": message.task_id,
         "root_id": h["root_id"],

@@ -289,7 +289,7 @@ class LeaseHolder(Protocol):
 # --- the broker ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """A step message and how to send it: queue, countdown, time limits and the name Flower shows."""
 
@@ -309,7 +309,7 @@ class Delivery:
         return cls(message, step.policy.queue, countdown, soft, hard, step.task)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outbound:
     """A message built for its queue, for the run store to push itself (the broker is its Redis).
 
@@ -318,14 +318,12 @@ class Outbound:
         queue: Its queue's name.
         priority: Its priority (the broker keeps a list per priority step).
         payload: The bytes to push, as the broker's transport stores them.
-        headers: Its protocol headers (for the ``task-sent`` event, when those are on).
     """
 
     task_id: str
     queue: str
     priority: int
     payload: str
-    headers: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 class Dispatcher(Protocol):

@@ -25,7 +25,7 @@ DUE_BYTES = len(',"due":1700000000.123')
 """Bytes the dispatcher's ``due`` stamp adds to a body."""
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Unit:
     """One unit of work: a step of a run, or one item of a ``for_each`` step."""
 

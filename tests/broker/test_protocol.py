@@ -40,28 +40,36 @@ from tests.observability.conftest import wait_for
 
 FLOWER_AUTH = ("ops", "stock-flower-password")
 ORIGIN = protocol.Origin(origin="1@host", reply_to="reply-oid", parent_id="parent", root_id="root")
+ORIGINS = {
+    "from a task": ORIGIN,
+    "from the coordinator": protocol.Origin(origin="2@host", reply_to="other-oid", priority=6),
+}
+"""A message sent by a running step (its child in Flower) and one of a run's roots (its own root)."""
+DELIVERIES = {
+    "a plain step": (StepMessage.of(Unit("run1", "fetch"), "plan1"), "q1", None, None, None, "demo.fetch"),
+    "an item's retry, due later": (
+        StepMessage.of(Unit("run1", "fetch", 3), "plan1", attempt=2, epoch=1),
+        "q1",
+        12.5,
+        10.0,
+        12.0,
+        "demo.fetch",
+    ),
+    "text JSON and %-formatting would touch": (
+        StepMessage.of(Unit('run-"2"', "étape %(body)s"), "plan1"),
+        "q %s \\ \u00e9",
+        None,
+        1.5,
+        None,
+        'demo."quoted"%%',
+    ),
+}
+"""Deliveries whose fixed fields (queue, limits, shadow) and own values differ: each is one template."""
 
 
-def _celery_envelope(delivery: Delivery, task_id: str, now: float) -> dict[str, Any]:
+def _celery_envelope(delivery: Delivery, task_id: str, now: float, origin: protocol.Origin = ORIGIN) -> dict[str, Any]:
     """What ``send_task`` would put on the queue: ``as_task_v2``, then kombu's channel."""
-    app = Celery("reference", broker="memory://", set_as_current=False)
-    headers, properties, body, _ = app.amqp.as_task_v2(
-        task_id,
-        STEP_TASK,
-        kwargs=protocol.kwargs_of(delivery, now),
-        countdown=delivery.countdown,
-        now=None,
-        soft_time_limit=delivery.soft_time_limit,
-        time_limit=delivery.time_limit,
-        shadow=delivery.shadow,
-        ignore_result=True,
-        reply_to=ORIGIN.reply_to,
-        root_id=ORIGIN.root_id,
-        parent_id=ORIGIN.parent_id,
-        origin=ORIGIN.origin,
-        argsrepr="()",
-        kwargsrepr=protocol.kwargsrepr(delivery),
-    )
+    headers, properties, body, _ = _as_task_v2(delivery, task_id, now, origin)
     return {
         "body": base64.b64encode(json.dumps(body).encode()).decode(),
         "content-encoding": "utf-8",
@@ -71,25 +79,63 @@ def _celery_envelope(delivery: Delivery, task_id: str, now: float) -> dict[str, 
             properties,
             delivery_mode=2,
             delivery_info={"exchange": "", "routing_key": delivery.queue},
-            priority=0,
+            priority=origin.priority,
             body_encoding="base64",
         ),
     }
 
 
-@pytest.mark.parametrize("countdown", [None, 12.5])
-def test_a_built_message_is_the_one_send_task_publishes(countdown: float | None) -> None:
-    message = StepMessage.of(Unit("run1", "fetch", 3), "plan1", attempt=2, epoch=1)
-    delivery = Delivery(message, "q1", countdown, 10.0, 12.0, "demo.fetch")
+def _as_task_v2(delivery: Delivery, task_id: str, now: float, origin: protocol.Origin) -> Any:
+    """Celery's own headers, properties, body and ``task-sent`` fields of the message."""
+    app = Celery("reference", broker="memory://", set_as_current=False)
+    return app.amqp.as_task_v2(
+        task_id,
+        STEP_TASK,
+        kwargs=protocol.kwargs_of(delivery, now),
+        countdown=delivery.countdown,
+        now=None,
+        soft_time_limit=delivery.soft_time_limit,
+        time_limit=delivery.time_limit,
+        shadow=delivery.shadow,
+        ignore_result=True,
+        reply_to=origin.reply_to,
+        root_id=origin.root_id or task_id,
+        parent_id=origin.parent_id,
+        origin=origin.origin,
+        argsrepr="()",
+        kwargsrepr=protocol.kwargsrepr(delivery),
+        create_sent_event=True,
+    )
+
+
+@pytest.mark.parametrize("origin", ORIGINS.values(), ids=ORIGINS.keys())
+@pytest.mark.parametrize("fields", DELIVERIES.values(), ids=DELIVERIES.keys())
+def test_a_built_message_is_the_one_send_task_publishes(fields: tuple[Any, ...], origin: protocol.Origin) -> None:
+    delivery = Delivery(*fields)
     now = time.time()
-    ours = json.loads(protocol.build(delivery, ORIGIN, now, task_id="t-1").payload)
-    theirs = _celery_envelope(delivery, "t-1", now)
-    assert json.loads(base64.b64decode(ours.pop("body"))) == json.loads(base64.b64decode(theirs.pop("body")))
-    assert ours["properties"].pop("delivery_tag")  # kombu's: a fresh uuid per message
-    eta_ours, eta_theirs = ours["headers"].pop("eta"), theirs["headers"].pop("eta")
+    for task_id in ("t-1", "t-2"):  # the second is built from the first's template (protocol.template)
+        ours = json.loads(protocol.build(delivery, origin, now, task_id=task_id).payload)
+        theirs = _celery_envelope(delivery, task_id, now, origin)
+        assert json.loads(base64.b64decode(ours.pop("body"))) == json.loads(base64.b64decode(theirs.pop("body")))
+        assert ours["properties"].pop("delivery_tag")  # kombu's: a fresh uuid per message
+        eta_ours, eta_theirs = ours["headers"].pop("eta"), theirs["headers"].pop("eta")
+        assert (eta_ours is None) == (eta_theirs is None)
+        if eta_ours:
+            assert abs(_epoch(eta_ours) - _epoch(eta_theirs)) < 0.1
+        assert ours == theirs
+
+
+@pytest.mark.parametrize("fields", DELIVERIES.values(), ids=DELIVERIES.keys())
+def test_the_task_sent_event_of_a_built_message_is_the_one_send_task_emits(fields: tuple[Any, ...]) -> None:
+    delivery = Delivery(*fields)
+    now = time.time()
+    message = protocol.build(delivery, ORIGIN, now, task_id="t-1")
+    *_, theirs = _as_task_v2(delivery, "t-1", now, ORIGIN)
+    ours = protocol.sent_fields(message)
+    assert ours.pop("queue") == ours.pop("routing_key") == delivery.queue
+    assert ours.pop("exchange") == ""
+    eta_ours, eta_theirs = ours.pop("eta"), theirs.pop("eta")
     assert (eta_ours is None) == (eta_theirs is None)
-    if eta_ours:
-        assert abs(_epoch(eta_ours) - _epoch(eta_theirs)) < 0.1
     assert ours == theirs
 
 

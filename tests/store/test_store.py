@@ -430,7 +430,7 @@ def test_a_new_run_is_recorded_with_its_roots_pushed_in_one_script_and_a_used_ke
     the roots' messages pushed when given (the broker is this Redis); a second submission under the
     same idempotency key answers with the first run and leaves the store as it was."""
     plan = _plan({"a": {"task": "t"}, "b": {"task": "t"}, "c": {"task": "t", "needs": ["a", "b"]}})
-    outbound = {s: Outbound(f"task-{s}", "default", 0, f"message-{s}", {}) for s in plan.roots}
+    outbound = {s: Outbound(f"task-{s}", "default", 0, f"message-{s}") for s in plan.roots}
     run = NewRun("r1", plan, {"n": 1}, Trigger.API, 60, started_by="token:svc")
     assert store.runs.create(run, "key-1", outbound) == ("r1", True)
 

@@ -41,20 +41,14 @@ redis.call('ZADD', runs, score, run_id)
 redis.call('ZADD', runs_of, score, run_id)
 record(history, created_at, 'submitted', 'trigger', trigger, 'by', by)
 
--- The outbox entries go in batches (one ZADD per BATCH roots, within Lua's stack for unpack).
-local BATCH = 1000
-local roots = (#KEYS - FIXED_KEYS) / KEYS_PER
-local guards = {}
-for i = 1, roots do
+local writes = batched()  -- the outbox entries and the messages, a command per BATCH roots
+for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
   local k, a = FIXED_KEYS + KEYS_PER * (i - 1), FIXED_ARGS + ARGS_PER * (i - 1)
   local step, queue, name, member, message = KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   redis.call('HSET', step, 'status', 'queued')
   record(history, created_at, 'queued', 'step', name)
-  if message ~= '' then redis.call('LPUSH', queue, message) end
-  guards[#guards + 1], guards[#guards + 2] = guard, member
-  if #guards == 2 * BATCH or i == roots then
-    redis.call('ZADD', outbox, unpack(guards))
-    guards = {}
-  end
+  if message ~= '' then writes.lpush(queue, message) end
+  writes.zadd(outbox, guard, member)
 end
+writes.send()
 return {'created'}

@@ -34,6 +34,44 @@ local function record(history, at, event, ...)
   redis.call('XADD', history, 'MAXLEN', '~', 100000, '*', 'at', at, 'event', event, ...)
 end
 
+-- Values a script adds to lists and sorted sets as it goes, sent at its end (`send`) as one
+-- command per key and BATCH values (within Lua's stack for unpack) instead of one per value: a
+-- run's 10,000 roots are 10 LPUSHes, not 10,000. A list gets its values in the order they were
+-- added, as that many LPUSHes would leave them.
+local BATCH = 1000
+
+local function batched()
+  local lists, sets, order = {}, {}, {}
+  local writes = {}
+  local function values(into, key)
+    if not into[key] then
+      into[key] = {}
+      order[#order + 1] = {into, key}
+    end
+    return into[key]
+  end
+  function writes.lpush(key, value)
+    local list = values(lists, key)
+    list[#list + 1] = value
+  end
+  function writes.zadd(key, score, member)
+    local set = values(sets, key)
+    set[#set + 1], set[#set + 2] = score, member
+  end
+  function writes.send()
+    for _, entry in ipairs(order) do
+      local into, key = entry[1], entry[2]
+      local command, flat = into == lists and 'LPUSH' or 'ZADD', into[key]
+      local step = into == lists and BATCH or 2 * BATCH
+      for i = 1, #flat, step do
+        redis.call(command, key, unpack(flat, i, math.min(i + step - 1, #flat)))
+      end
+    end
+    lists, sets, order = {}, {}, {}
+  end
+  return writes
+end
+
 -- Retention of a run whose hash has no `retention` field (created before there was one): 7 days,
 -- the default of ORCH_RUN_RETENTION.
 local DEFAULT_RETENTION = 7 * 86400
