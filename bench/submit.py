@@ -141,7 +141,7 @@ def submit_once(ours: Ours, phases: Phases, shape: Shape, publisher: CeleryDispa
     ours.purge()
     ours.redis.delete(ours.store.keys.outbox())  # the roots' publish guards: nothing else uses it here
     ours.drop(run_id, shape.workflow.workflow)
-    plan = ours.coordinator.compile(shape.workflow)
+    plan = ours.coordinator.plans.plan(shape.workflow)  # the cached plan, not the timed compile
     roots = [Delivery.of(plan, StepMessage.of(Unit(run_id, name), plan.plan_id)) for name in plan.roots]
     began = time.perf_counter()
     publisher.send(roots)

@@ -13,7 +13,7 @@ a few microseconds a message instead of tens: the step messages carry no user da
 item, attempt, plan and epoch only), so there is nothing to route, declare or ``saferepr``. And
 most of a message is the same for every message of one queue and step: :func:`template` renders
 that part to JSON once, with a ``%(slot)s`` where each message's own values go (its id, body,
-``eta``, parent and root, arguments' repr and delivery tag), so that :func:`build` encodes only
+``eta``, parent and root, arguments' repr, reply-to and delivery tag), so that :func:`build` encodes only
 those (a 10,000-root submit builds 10,000 messages).
 
 The layout, for reference (Celery's "Message Protocol" page):
@@ -96,21 +96,27 @@ def kwargsrepr(delivery: Delivery) -> str:
     return repr(shown)
 
 
-SLOTS = ("body", "id", "eta", "root_id", "parent_id", "kwargsrepr", "delivery_tag")
+SLOTS = ("body", "id", "eta", "root_id", "parent_id", "kwargsrepr", "reply_to", "delivery_tag")
 """What differs between two messages of one :func:`template`: each a JSON value in the message."""
 
 
-@lru_cache(maxsize=1024)
-def template(origin: str, reply_to: str, priority: int, queue: str, shadow: str | None, limits: tuple[Any, Any]) -> str:
+@lru_cache(maxsize=1024, typed=True)
+def template(
+    origin: str, priority: int, queue: str, shadow: str | None, time_limit: float | None, soft_time_limit: float | None
+) -> str:
     """The JSON of a message with these fixed fields, a ``%(slot)s`` in place of each of :data:`SLOTS`.
 
     Args:
         origin: The publisher's ``pid@host``.
-        reply_to: Its app's ``thread_oid``.
         priority: The message's priority.
         queue: Its queue (the routing key).
         shadow: The name Flower shows.
-        limits: ``(time_limit, soft_time_limit)``, Celery's ``timelimit`` header.
+        time_limit: Celery's ``timelimit`` header, with ``soft_time_limit`` (typed: a limit of
+            ``20`` is written ``20``, one of ``20.0`` ``20.0``, as ``as_task_v2`` writes them).
+        soft_time_limit: See ``time_limit``.
+
+    The publisher's ``reply_to`` (its app's ``thread_oid``) is a slot, not a key: it differs per
+    thread, and a threads pool would otherwise hold a template per thread, queue and step.
     """
     token = {name: f"\x00{name}\x00" for name in SLOTS}
     envelope = {
@@ -127,7 +133,7 @@ def template(origin: str, reply_to: str, priority: int, queue: str, shadow: str 
             "group": None,
             "group_index": None,
             "retries": 0,
-            "timelimit": list(limits),
+            "timelimit": [time_limit, soft_time_limit],
             "root_id": token["root_id"],
             "parent_id": token["parent_id"],
             "argsrepr": "()",
@@ -140,7 +146,7 @@ def template(origin: str, reply_to: str, priority: int, queue: str, shadow: str 
         },
         "properties": {
             "correlation_id": token["id"],
-            "reply_to": reply_to,
+            "reply_to": token["reply_to"],
             "delivery_mode": 2,
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": priority,
@@ -162,12 +168,7 @@ def build(delivery: Delivery, origin: Origin, now: float, task_id: str | None = 
     if delivery.countdown:
         eta = datetime.fromtimestamp(now + delivery.countdown, tz=UTC).isoformat()
     text = template(
-        origin.origin,
-        origin.reply_to,
-        origin.priority,
-        delivery.queue,
-        delivery.shadow,
-        (delivery.time_limit, delivery.soft_time_limit),
+        origin.origin, origin.priority, delivery.queue, delivery.shadow, delivery.time_limit, delivery.soft_time_limit
     )
     payload = text % {
         "body": f'"{base64.b64encode(body).decode("ascii")}"',
@@ -176,6 +177,7 @@ def build(delivery: Delivery, origin: Origin, now: float, task_id: str | None = 
         "root_id": _string(origin.root_id or task_id),
         "parent_id": _json(origin.parent_id),
         "kwargsrepr": _string(kwargsrepr(delivery)),
+        "reply_to": _string(origin.reply_to),
         "delivery_tag": f'"{uuid.uuid4()}"',
     }
     return Outbound(task_id, delivery.queue, origin.priority, payload)

@@ -125,6 +125,24 @@ def test_a_built_message_is_the_one_send_task_publishes(fields: tuple[Any, ...],
         assert ours == theirs
 
 
+def test_messages_built_from_one_template_differ_in_all_their_own_values() -> None:
+    """Two deliveries of one queue, step and limits (one :func:`protocol.template`) from publishers
+    with other parents, thread ids and priorities: each message is still the one ``send_task`` makes."""
+    first = Delivery(StepMessage.of(Unit("run1", "fetch", 3), "plan1", attempt=2), "q1", 12.5, 10.0, 12.0, "demo.x")
+    second = Delivery(StepMessage.of(Unit("run-2", "fetch"), "plan2", epoch=4), "q1", None, 10.0, 12.0, "demo.x")
+    other = protocol.Origin(origin="1@host", reply_to="thread-2", parent_id="p-2", root_id="r-2")
+    now = time.time()
+    hits = protocol.template.cache_info().hits
+    for delivery, origin, task_id in ((first, ORIGIN, "t-1"), (second, other, "t-2"), (first, other, "t-3")):
+        ours = json.loads(protocol.build(delivery, origin, now, task_id=task_id).payload)
+        theirs = _celery_envelope(delivery, task_id, now, origin)
+        assert json.loads(base64.b64decode(ours.pop("body"))) == json.loads(base64.b64decode(theirs.pop("body")))
+        assert ours["properties"].pop("delivery_tag")
+        assert (ours["headers"].pop("eta") is None) == (theirs["headers"].pop("eta") is None)
+        assert ours == theirs
+    assert protocol.template.cache_info().hits >= hits + 2  # the second and third from the first's template
+
+
 @pytest.mark.parametrize("fields", DELIVERIES.values(), ids=DELIVERIES.keys())
 def test_the_task_sent_event_of_a_built_message_is_the_one_send_task_emits(fields: tuple[Any, ...]) -> None:
     delivery = Delivery(*fields)

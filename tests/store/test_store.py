@@ -461,6 +461,27 @@ def test_a_new_run_is_recorded_with_its_roots_pushed_in_one_script_and_a_used_ke
     assert store.redis.llen(queue) == 2
 
 
+def test_the_roots_of_a_wide_run_are_pushed_in_batches_in_the_order_single_pushes_leave_them(
+    store: RedisRunStore,
+) -> None:
+    """``lib.lua`` ``batched``: 2,500 roots on two queues go out as a few ``LPUSH`` es of at most 1,000
+    messages, and each list ends as 2,500 single ``LPUSH`` es in the roots' order would leave it."""
+    names = [f"s{i:04d}" for i in range(2_500)]
+    plan = _plan({name: {"task": "t"} for name in names})
+    queues = {name: "even" if i % 2 == 0 else "odd" for i, name in enumerate(names)}
+    outbound = {s: Outbound(f"task-{s}", queues[s], 0, f"message-{s}") for s in plan.roots}
+    store.redis.config_resetstat()
+    assert store.runs.create(NewRun("r1", plan, {}, Trigger.API, 60), None, outbound) == ("r1", True)
+
+    for queue in ("even", "odd"):
+        expected = [f"message-{s}" for s in reversed(plan.roots) if queues[s] == queue]  # LPUSH: newest first
+        assert store.redis.lrange(store.keys.queue_list(queue, 0), 0, -1) == expected
+    assert store.redis.zcard(store.keys.shard("r1").outbox()) == len(names)
+    stats = store.redis.info("commandstats")
+    assert stats["cmdstat_lpush"]["calls"] == 4  # 1,250 a queue: 1,000 and 250
+    assert stats["cmdstat_zadd"]["calls"] == 2 + 3  # the two run indexes, then 2,500 guards: 1,000, 1,000, 500
+
+
 def test_a_script_call_whose_pooled_connection_was_killed_runs_once_on_a_new_one(
     store: RedisRunStore, redis_url: str
 ) -> None:

@@ -86,7 +86,7 @@ local run_epoch = redis.call('HGET', run, 'epoch') or '0'
 local pushing = push_epoch ~= '' and push_epoch == run_epoch
 
 local fired, skipped, pushed = {}, {}, {}
-local writes = batched()  -- the fired dependents' outbox entries and messages: a fan-out's in a few commands
+local writes = batched()  -- the fired dependents' messages: a fan-out's in a few commands
 for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
   local dep = dependent(i)
   -- HSETNX: an arrival counts once, however often this step's end is reported.
@@ -105,7 +105,7 @@ for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
         -- Until a delivery claims it, the outbox guards the dependent: if this process dies
         -- before publishing it, or a worker dies holding its message unclaimed, the sweeper
         -- publishes it again.
-        writes.zadd(outbox, guard, dep.member)
+        redis.call('ZADD', outbox, guard, dep.member)
         if pushing and dep.message ~= '' then
           writes.lpush(dep.queue, dep.message)
           table.insert(pushed, dep.name)
@@ -115,7 +115,7 @@ for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
         -- Taken now so no later arrival decides again; the caller ends it as skipped (and the
         -- outbox entry lets the sweeper do it if the caller dies first).
         redis.call('HSET', dep.step, 'status', 'skipping')
-        writes.zadd(outbox, guard, dep.member)
+        redis.call('ZADD', outbox, guard, dep.member)
         table.insert(skipped, dep.name)
       end
     end

@@ -47,8 +47,8 @@ for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
   local step, queue, name, member, message = KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   redis.call('HSET', step, 'status', 'queued')
   record(history, created_at, 'queued', 'step', name)
+  writes.zadd(outbox, guard, member)  -- first: the guards go out before any message
   if message ~= '' then writes.lpush(queue, message) end
-  writes.zadd(outbox, guard, member)
 end
 writes.send()
 return {'created'}
