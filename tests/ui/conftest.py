@@ -37,9 +37,14 @@ def launch(playwright: Playwright, executable: str) -> Browser:
     return playwright.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the session (skips the test, or fails it under CI, when there is none)."""
+    """One headless Chromium per test module (skips the test, or fails it under CI, when there is none).
+
+    Not one per session: Playwright's sync API keeps an asyncio loop running in the main thread while
+    it is open, and a later test module's ``asyncio.run`` or ``anyio.run`` would find it there
+    ("Already running asyncio in this thread").
+    """
     executable = chromium_path()
     if executable is None:
         if os.environ.get("CI") == "true":
