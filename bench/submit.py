@@ -57,8 +57,7 @@ from bench.report import Target, console, median, percentile, targets_table, wri
 from bench.systems import Ours
 from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.definition.models import Workflow
-from orchestrator.engine.ports import Delivery
-from orchestrator.engine.unit import StepMessage, Unit
+from orchestrator.engine.coordinator import Coordinator
 
 DURATION = re.compile(r"app;dur=([0-9.]+)")
 API_WORKFLOW = "chain-10"
@@ -142,7 +141,7 @@ def submit_once(ours: Ours, phases: Phases, shape: Shape, publisher: CeleryDispa
     ours.redis.delete(ours.store.keys.outbox())  # the roots' publish guards: nothing else uses it here
     ours.drop(run_id, shape.workflow.workflow)
     plan = ours.coordinator.plans.plan(shape.workflow)  # the cached plan, not the timed compile
-    roots = [Delivery.of(plan, StepMessage.of(Unit(run_id, name), plan.plan_id)) for name in plan.roots]
+    roots = Coordinator._roots(plan, run_id)  # the very deliveries the submit built
     began = time.perf_counter()
     publisher.send(roots)
     spent["publish_alone"] = time.perf_counter() - began

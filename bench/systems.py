@@ -21,13 +21,12 @@ from redis import Redis
 
 from bench.processes import Processes, Worker
 from config import Settings
-from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.definition.loader import build_workflow
 from orchestrator.definition.models import Workflow
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.records import RunRecord
 from orchestrator.plan.policy import base_policy
-from orchestrator.services import shares_store
+from orchestrator.services import dispatcher_for
 from orchestrator.store import RedisRunStore
 
 OURS_DB = 0
@@ -80,8 +79,7 @@ class Ours:
         self.broker: Redis = processes.redis.client(OURS_DB)
         self.coordinator = Coordinator(
             self.store,
-            # As orchestrator.services wires it: on the store's own Redis, the store pushes the roots' messages.
-            CeleryDispatcher(self.app, shares_store=shares_store(self.app, self.store_url, self.store.keys)),
+            dispatcher_for(self.app, self.store_url, self.store.keys),  # as orchestrator.services wires it
             base_policy=base_policy(self.settings.defaults),
             lease_seconds=self.settings.worker.lease,
         )

@@ -166,6 +166,12 @@ def shares_store(app: Celery, store_url: str, keys: Keys) -> bool:
     )
 
 
+def dispatcher_for(app: Celery, store_url: str, keys: Keys) -> CeleryDispatcher:
+    """The dispatcher of ``app`` beside the run store at ``store_url``: when the broker is that store's
+    Redis (:func:`shares_store`), the store pushes the step messages its scripts fire."""
+    return CeleryDispatcher(app, shares_store=shares_store(app, store_url, keys))
+
+
 def workflow_queues(registry: WorkflowRegistry) -> set[str]:
     """The queues the registered workflows name (their defaults and their steps)."""
     names: set[str] = set()
@@ -192,7 +198,7 @@ def services(settings: Settings | None = None) -> Iterator[Services]:
             submission_ttl=settings.submission_ttl,
         )
         stack.callback(store.close)
-        dispatcher = CeleryDispatcher(app, shares_store=shares_store(app, store_url, store.keys))
+        dispatcher = dispatcher_for(app, store_url, store.keys)
         observers = Observers(LogObserver())
         coordinator = Coordinator(
             store,

@@ -19,7 +19,6 @@ from celery.app.trace import task_has_custom
 from celery.exceptions import SoftTimeLimitExceeded, WorkerShutdown, WorkerTerminate
 
 from config import Settings
-from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.definition.models import is_reserved_task
 from orchestrator.definition.registry import WorkflowRegistry
 from orchestrator.engine.coordinator import Coordinator
@@ -29,7 +28,7 @@ from orchestrator.errors import ConfigurationError, StepTimeout, UnknownTask
 from orchestrator.observability.events import LogObserver, dead_lettered
 from orchestrator.observability.metrics import DEAD_LETTERS
 from orchestrator.plan.policy import base_policy
-from orchestrator.services import shares_store
+from orchestrator.services import dispatcher_for
 from orchestrator.store import RedisRunStore
 from workers.celery_config import celery_config
 from workers.leases import LeaseKeeper
@@ -109,7 +108,7 @@ class Runtime:
         )
         self.keys = self.store.keys
         self.redis = self.store.redis
-        self.dispatcher = CeleryDispatcher(app, shares_store=shares_store(app, store_url, self.keys))
+        self.dispatcher = dispatcher_for(app, store_url, self.keys)
         self.observers = Observers(LogObserver())
         """Told of every state change this process makes: logs, metrics and Sentry add theirs."""
         self.coordinator = Coordinator(

@@ -23,13 +23,12 @@ import pytest
 from redis import Redis
 
 from config import Settings
-from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.definition.loader import build_workflow
 from orchestrator.definition.models import Workflow
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.records import RunRecord
 from orchestrator.plan.policy import base_policy
-from orchestrator.services import shares_store
+from orchestrator.services import dispatcher_for
 from orchestrator.store import RedisRunStore
 from workers.app import create_app
 
@@ -99,11 +98,10 @@ class Orchestra:
             shards=self.settings.store_shards,
             sentinel_master=self.settings.sentinel_master,
         )
-        # Wired as orchestrator.services wires it: on the store's own Redis, the store pushes the roots.
-        store_url = str(self.settings.resolved_store_url)
         self.coordinator = Coordinator(
             self.store,
-            CeleryDispatcher(self.app, shares_store=shares_store(self.app, store_url, self.store.keys)),
+            # As orchestrator.services wires it: on the store's own Redis, the store pushes the roots.
+            dispatcher_for(self.app, str(self.settings.resolved_store_url), self.store.keys),
             base_policy=base_policy(self.settings.defaults),
             lease_seconds=self.lease,
         )

@@ -35,39 +35,37 @@ local function record(history, at, event, ...)
 end
 
 -- Values a script adds to lists and sorted sets as it goes, sent at its end (`send`) as one
--- command per key and BATCH values (within Lua's stack for unpack) instead of one per value: a
--- run's 10,000 roots are 10 LPUSHes, not 10,000. A list gets its values in the order they were
--- added, as that many LPUSHes would leave them.
+-- command per key and BATCH values (members, for a ZADD; within Lua's stack for unpack) instead
+-- of one per value: a run's 10,000 roots are 10 LPUSHes, not 10,000. A list gets its values in
+-- the order they were added, as that many LPUSHes would leave them.
 local BATCH = 1000
 
 local function batched()
-  local lists, sets, order = {}, {}, {}
-  local writes = {}
-  local function values(into, key)
-    if not into[key] then
-      into[key] = {}
-      order[#order + 1] = {into, key}
+  local pending, order, writes = {}, {}, {}
+  -- The values waiting for `command` on `key`; `width` values make one item (a ZADD's score and member).
+  local function values(command, key, width)
+    local id = command .. ' ' .. key
+    if not pending[id] then
+      pending[id] = {command = command, key = key, step = BATCH * width}
+      order[#order + 1] = pending[id]
     end
-    return into[key]
+    return pending[id]
   end
   function writes.lpush(key, value)
-    local list = values(lists, key)
+    local list = values('LPUSH', key, 1)
     list[#list + 1] = value
   end
   function writes.zadd(key, score, member)
-    local set = values(sets, key)
+    local set = values('ZADD', key, 2)
     set[#set + 1], set[#set + 2] = score, member
   end
   function writes.send()
-    for _, entry in ipairs(order) do
-      local into, key = entry[1], entry[2]
-      local command, flat = into == lists and 'LPUSH' or 'ZADD', into[key]
-      local step = into == lists and BATCH or 2 * BATCH
-      for i = 1, #flat, step do
-        redis.call(command, key, unpack(flat, i, math.min(i + step - 1, #flat)))
+    for _, w in ipairs(order) do
+      for i = 1, #w, w.step do
+        redis.call(w.command, w.key, unpack(w, i, math.min(i + w.step - 1, #w)))
       end
     end
-    lists, sets, order = {}, {}, {}
+    pending, order = {}, {}
   end
   return writes
 end
