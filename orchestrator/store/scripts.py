@@ -7,17 +7,23 @@ every script when it is loaded, since Redis scripts cannot include one another.
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, TypeVar, cast
 
-from redis import Redis
+from redis import ConnectionPool, Redis
 from redis.client import Pipeline
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
+from redis.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, KeyT
 
 from orchestrator.store.keys import Keys
@@ -52,13 +58,19 @@ class Scripts:
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:
-        return cls(**{name: LuaScript(client, source(name)) for name in cls.__dataclass_fields__})
+        kept = None if isinstance(client, RedisCluster) else KeptConnections(client.connection_pool)
+        return cls(**{name: LuaScript(client, source(name), kept) for name in cls.__dataclass_fields__})
 
 
 class LuaScript(Script):
     """A registered script that, told NOSCRIPT (a restarted or flushed server, a replica just promoted),
     loads itself with :func:`load` and runs once more. On one server (a plain or Sentinel-managed
-    client) each call is :func:`pooled`; a cluster client routes it by its keys."""
+    client) each call is :func:`pooled`, on the calling thread's kept connection of the registered
+    client (``kept``, shared by the scripts of one client); a cluster client routes it by its keys."""
+
+    def __init__(self, client: Redis, script: str, kept: KeptConnections | None = None) -> None:
+        super().__init__(client, script)
+        self.kept = kept
 
     def __call__(
         self,
@@ -71,23 +83,25 @@ class LuaScript(Script):
         if isinstance(target, RedisCluster | Pipeline):  # routed by its keys; queued on the pipeline
             return loaded(target, lambda: target.evalsha(self.sha, len(keys), *keys, *args), self)
         command = ("EVALSHA", self.sha, len(keys), *keys, *args)
-        return loaded(target, lambda: pooled(target, command), self)
+        kept = self.kept if target is self.registered_client else None
+        return loaded(target, lambda: pooled(target, command, kept), self)
 
 
-def pooled(client: Redis, command: Sequence[EncodableT]) -> Any:
-    """Send one command on a connection of ``client``'s pool and read its reply (not decoded by a
-    response callback: a script's reply is what it returned).
+def pooled(client: Redis, command: Sequence[EncodableT], kept: KeptConnections | None = None) -> Any:
+    """Send one command on a connection of ``client``'s pool (the thread's own, from ``kept``, when
+    given) and read its reply (not decoded by a response callback: a script's reply is what it returned).
 
     What ``Redis.execute_command`` does, without its per-command observability hooks and event
-    dispatch: the pool checks the connection as it hands it out, the connection's retry policy
-    (the client's; a client made from a URL has none) sends the command again on a fresh
-    connection after a connection error, and a connection that failed is closed. About 35,000
-    instructions a call fewer; the step path makes two of these calls, the claim and the
-    completion (``docs/benchmarks.md``, section 9). What hooks into ``execute_command`` does not
-    see them: redis-py's OpenTelemetry metrics, and Sentry's Redis spans when tracing is on.
+    dispatch: the connection is checked before it is used, the connection's retry policy (the
+    client's; a client made from a URL has none) sends the command again on a fresh connection
+    after a connection error, and a connection that failed is closed. About 35,000 instructions a
+    call fewer, and with ``kept`` no checkout from the pool either; the step path makes two of
+    these calls, the claim and the completion (``docs/benchmarks.md``, section 9). What hooks into
+    ``execute_command`` does not see them: redis-py's OpenTelemetry metrics, and Sentry's Redis
+    spans when tracing is on.
     """
     pool = client.connection_pool
-    connection = pool.get_connection()
+    connection = pool.get_connection() if kept is None else kept.get()
 
     def send() -> Any:
         connection.send_command(*command)  # type: ignore[no-untyped-call] # redis-py's connection is untyped
@@ -98,8 +112,54 @@ def pooled(client: Redis, command: Sequence[EncodableT]) -> Any:
             send,
             lambda _: connection.disconnect(),  # type: ignore[no-untyped-call]
         )
+    except BaseException:
+        if kept is not None:  # a call cut short (a time limit, a signal) may leave its reply unread
+            connection.disconnect()  # type: ignore[no-untyped-call]
+        raise
     finally:
-        pool.release(connection)
+        if kept is None:
+            pool.release(connection)
+
+
+class KeptConnections:
+    """One connection of ``pool`` for each thread that calls the scripts, checked out once and kept.
+
+    A checkout from redis-py's pool takes its lock, moves the connection between its sets and calls
+    its metrics hooks, twice a call (out and back): about a third of what a script call costs the
+    step path in Python, which makes two (``docs/benchmarks.md``, section 9). A kept connection
+    pays only what makes a checkout safe, on every call: it is connected, and one that has data
+    waiting or was closed by the server (Redis restarted, a client timeout, a call cut short) is
+    reconnected first, as the pool's checkout does. Each thread keeps its own, so the threads of a
+    ``--pool threads`` worker never wait on one another's calls; a forked process (a prefork pool
+    process) checks out its own, and a thread's connection goes back to the pool when the thread ends.
+    """
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self._local = threading.local()
+
+    def get(self) -> Connection:
+        kept: _Kept | None = getattr(self._local, "kept", None)
+        if kept is None or kept.pid != os.getpid():  # a forked child never uses its parent's socket
+            kept = self._local.kept = _Kept(self.pool)
+        connection = kept.connection
+        try:
+            connection.connect()  # type: ignore[no-untyped-call]
+            if connection.can_read():
+                raise RedisConnectionError("connection has data")
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            connection.connect()  # type: ignore[no-untyped-call]
+        return connection
+
+
+class _Kept:
+    """A thread's connection, released to its pool when the thread's storage lets it go."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pid = os.getpid()
+        self.connection: Connection = pool.get_connection()
+        weakref.finalize(self, pool.release, self.connection)
 
 
 def load(client: Redis, *scripts: Script) -> None:

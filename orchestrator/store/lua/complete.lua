@@ -86,7 +86,7 @@ local run_epoch = redis.call('HGET', run, 'epoch') or '0'
 local pushing = push_epoch ~= '' and push_epoch == run_epoch
 
 local fired, skipped, pushed = {}, {}, {}
-local writes = batched()  -- the fired dependents' messages: a fan-out's in a few commands
+local writes = batched()  -- the fired dependents' messages (a fan-out's in a few commands) and events
 for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
   local dep = dependent(i)
   -- HSETNX: an arrival counts once, however often this step's end is reported.
@@ -101,7 +101,7 @@ for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
     if (redis.call('HGET', dep.step, 'status') or 'pending') == 'pending' then
       if decision == 'fire' then
         redis.call('HSET', dep.step, 'status', 'queued')
-        record(history, now_iso, 'queued', 'step', dep.name)
+        writes.record(history, now_iso, 'queued', 'step', dep.name)
         -- Until a delivery claims it, the outbox guards the dependent: if this process dies
         -- before publishing it, or a worker dies holding its message unclaimed, the sweeper
         -- publishes it again.

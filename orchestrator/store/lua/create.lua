@@ -41,12 +41,12 @@ redis.call('ZADD', runs, score, run_id)
 redis.call('ZADD', runs_of, score, run_id)
 record(history, created_at, 'submitted', 'trigger', trigger, 'by', by)
 
-local writes = batched()  -- the outbox entries and the messages, a command per BATCH roots
+local writes = batched()  -- the outbox entries and the messages, a command per BATCH roots; the events
 for i = 1, (#KEYS - FIXED_KEYS) / KEYS_PER do
   local k, a = FIXED_KEYS + KEYS_PER * (i - 1), FIXED_ARGS + ARGS_PER * (i - 1)
   local step, queue, name, member, message = KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   redis.call('HSET', step, 'status', 'queued')
-  record(history, created_at, 'queued', 'step', name)
+  writes.record(history, created_at, 'queued', 'step', name)
   writes.zadd(outbox, guard, member)  -- first: the guards go out before any message
   if message ~= '' then writes.lpush(queue, message) end
 end

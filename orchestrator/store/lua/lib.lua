@@ -29,19 +29,23 @@ local function count_recovery(unit, max_recoveries)
 end
 
 -- Append an event to a run's history stream (`KEYS` of the caller name it); the stream keeps
--- about the last 100,000 events of a run.
+-- about the last HISTORY_EVENTS events of a run.
+local HISTORY_EVENTS = 100000
+
 local function record(history, at, event, ...)
-  redis.call('XADD', history, 'MAXLEN', '~', 100000, '*', 'at', at, 'event', event, ...)
+  redis.call('XADD', history, 'MAXLEN', '~', HISTORY_EVENTS, '*', 'at', at, 'event', event, ...)
 end
 
 -- Values a script adds to lists and sorted sets as it goes, sent at its end (`send`) as one
 -- command per key and BATCH values (members, for a ZADD; within Lua's stack for unpack) instead
 -- of one per value: a run's 10,000 roots are 10 LPUSHes, not 10,000. A list gets its values in
--- the order they were added, as that many LPUSHes would leave them.
+-- the order they were added, as that many LPUSHes would leave them. Events recorded in a loop
+-- (`writes.record`) are added at once, in order, and their stream is trimmed once, at `send`,
+-- instead of by each XADD.
 local BATCH = 1000
 
 local function batched()
-  local pending, order, writes = {}, {}, {}
+  local pending, order, streams, writes = {}, {}, {}, {}
   -- The values waiting for `command` on `key`; `width` values make one item (a ZADD's score and member).
   local function values(command, key, width)
     local id = command .. ' ' .. key
@@ -59,13 +63,18 @@ local function batched()
     local set = values('ZADD', key, 2)
     set[#set + 1], set[#set + 2] = score, member
   end
+  function writes.record(history, at, event, ...)
+    redis.call('XADD', history, '*', 'at', at, 'event', event, ...)
+    streams[history] = true
+  end
   function writes.send()
     for _, w in ipairs(order) do
       for i = 1, #w, w.step do
         redis.call(w.command, w.key, unpack(w, i, math.min(i + w.step - 1, #w)))
       end
     end
-    pending, order = {}, {}
+    for history in pairs(streams) do redis.call('XTRIM', history, 'MAXLEN', '~', HISTORY_EVENTS) end
+    pending, order, streams = {}, {}, {}
   end
   return writes
 end
