@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -22,7 +21,7 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.connection import Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, KeyT
 
@@ -58,17 +57,17 @@ class Scripts:
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:
-        kept = None if isinstance(client, RedisCluster) else KeptConnections(client.connection_pool)
+        kept = None if isinstance(client, RedisCluster) else KeptConnection.of(client.connection_pool)
         return cls(**{name: LuaScript(client, source(name), kept) for name in cls.__dataclass_fields__})
 
 
 class LuaScript(Script):
     """A registered script that, told NOSCRIPT (a restarted or flushed server, a replica just promoted),
     loads itself with :func:`load` and runs once more. On one server (a plain or Sentinel-managed
-    client) each call is :func:`pooled`, on the calling thread's kept connection of the registered
-    client (``kept``, shared by the scripts of one client); a cluster client routes it by its keys."""
+    client) each call is :func:`pooled`, on the main thread on the registered client's kept
+    connection (``kept``, shared by the scripts of one client); a cluster client routes it by its keys."""
 
-    def __init__(self, client: Redis, script: str, kept: KeptConnections | None = None) -> None:
+    def __init__(self, client: Redis, script: str, kept: KeptConnection | None = None) -> None:
         super().__init__(client, script)
         self.kept = kept
 
@@ -87,21 +86,23 @@ class LuaScript(Script):
         return loaded(target, lambda: pooled(target, command, kept), self)
 
 
-def pooled(client: Redis, command: Sequence[EncodableT], kept: KeptConnections | None = None) -> Any:
-    """Send one command on a connection of ``client``'s pool (the thread's own, from ``kept``, when
-    given) and read its reply (not decoded by a response callback: a script's reply is what it returned).
+def pooled(client: Redis, command: Sequence[EncodableT], kept: KeptConnection | None = None) -> Any:
+    """Send one command on a connection of ``client``'s pool (on the main thread, the one ``kept``
+    keeps, when given) and read its reply (not decoded by a response callback: a script's reply is
+    what it returned).
 
     What ``Redis.execute_command`` does, without its per-command observability hooks and event
     dispatch: the connection is checked before it is used, the connection's retry policy (the
     client's; a client made from a URL has none) sends the command again on a fresh connection
     after a connection error, and a connection that failed is closed. About 35,000 instructions a
-    call fewer, and with ``kept`` no checkout from the pool either; the step path makes two of
-    these calls, the claim and the completion (``docs/benchmarks.md``, section 9). What hooks into
-    ``execute_command`` does not see them: redis-py's OpenTelemetry metrics, and Sentry's Redis
-    spans when tracing is on.
+    call fewer, and on a kept connection no checkout from the pool either; the step path makes two
+    of these calls, the claim and the completion (``docs/benchmarks.md``, section 9). What hooks
+    into ``execute_command`` does not see them: redis-py's OpenTelemetry metrics, and Sentry's
+    Redis spans when tracing is on.
     """
     pool = client.connection_pool
-    connection = pool.get_connection() if kept is None else kept.get()
+    keeps = kept is not None and kept.here()
+    connection = kept.get() if kept is not None and keeps else pool.get_connection()
 
     def send() -> Any:
         connection.send_command(*command)  # type: ignore[no-untyped-call] # redis-py's connection is untyped
@@ -112,54 +113,74 @@ def pooled(client: Redis, command: Sequence[EncodableT], kept: KeptConnections |
             send,
             lambda _: connection.disconnect(),  # type: ignore[no-untyped-call]
         )
+    except ResponseError:  # the server's whole reply was read: the connection is fine
+        raise
     except BaseException:
-        if kept is not None:  # a call cut short (a time limit, a signal) may leave its reply unread
+        if keeps:  # a call cut short (a time limit, a signal) may leave its reply unread
             connection.disconnect()  # type: ignore[no-untyped-call]
         raise
     finally:
-        if kept is None:
+        if not keeps:
             pool.release(connection)
 
 
-class KeptConnections:
-    """One connection of ``pool`` for each thread that calls the scripts, checked out once and kept.
+class KeptConnection:
+    """The connection of ``pool`` the process's main thread keeps for the scripts' calls.
 
     A checkout from redis-py's pool takes its lock, moves the connection between its sets and calls
     its metrics hooks, twice a call (out and back): about a third of what a script call costs the
-    step path in Python, which makes two (``docs/benchmarks.md``, section 9). A kept connection
-    pays only what makes a checkout safe, on every call: it is connected, and one that has data
-    waiting or was closed by the server (Redis restarted, a client timeout, a call cut short) is
-    reconnected first, as the pool's checkout does. Each thread keeps its own, so the threads of a
-    ``--pool threads`` worker never wait on one another's calls; a forked process (a prefork pool
-    process) checks out its own, and a thread's connection goes back to the pool when the thread ends.
+    step path in Python, which makes two (``docs/benchmarks.md``, section 9). The main thread is
+    where a prefork pool process and a ``--pool solo`` worker run every step, one at a time, so it
+    checks one out once and keeps it; before each call it pays only what makes a checkout safe: the
+    pool still owns it (a Sentinel-managed pool owns none to a master that has been replaced; a
+    forked child none of its parent's), it is connected, and one with data waiting or closed by
+    the server (Redis restarted, a client timeout, a call cut short) is connected again, as the
+    pool's checkout does. Other threads (a ``--pool threads`` worker's, whose number is the
+    operator's; gevent's and eventlet's greenlets, one per task) check out and release per call, as
+    before: kept connections must not grow with them. A RESP3 client (client-side caching,
+    maintenance notifications: the pool treats their data waiting differently) keeps none.
     """
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
-        self._local = threading.local()
+        self._connection: Connection | None = None
+        self._pid = 0
+
+    @classmethod
+    def of(cls, pool: ConnectionPool) -> KeptConnection | None:
+        """A kept connection of ``pool``, or None for a RESP3 client's."""
+        return cls(pool) if str(pool.connection_kwargs.get("protocol") or 2) == "2" else None
+
+    @staticmethod
+    def here() -> bool:
+        """Whether the calling thread is the one that keeps it."""
+        return threading.current_thread() is threading.main_thread()
 
     def get(self) -> Connection:
-        kept: _Kept | None = getattr(self._local, "kept", None)
-        if kept is None or kept.pid != os.getpid():  # a forked child never uses its parent's socket
-            kept = self._local.kept = _Kept(self.pool)
-        connection = kept.connection
-        try:
-            connection.connect()  # type: ignore[no-untyped-call]
-            if connection.can_read():
-                raise RedisConnectionError("connection has data")
-        except (RedisConnectionError, RedisTimeoutError, OSError):
+        """The kept connection, ready for a command (raises what connecting raises)."""
+        connection = self._connection
+        if connection is None or self._pid != os.getpid():  # a forked child never uses its parent's socket
+            connection = self._connection = self.pool.get_connection()
+            self._pid = os.getpid()
+        elif not self.pool.owns_connection(connection) or connection.should_reconnect():  # type: ignore[no-untyped-call]
             connection.disconnect()  # type: ignore[no-untyped-call]
-            connection.connect()  # type: ignore[no-untyped-call]
+        try:
+            _ready(connection)
+        except BaseException:  # cut short while connecting: never half set up (no AUTH, no SELECT)
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            raise
         return connection
 
 
-class _Kept:
-    """A thread's connection, released to its pool when the thread's storage lets it go."""
-
-    def __init__(self, pool: ConnectionPool) -> None:
-        self.pid = os.getpid()
-        self.connection: Connection = pool.get_connection()
-        weakref.finalize(self, pool.release, self.connection)
+def _ready(connection: Connection) -> None:
+    """Connect, and connect again if there is data waiting or the server closed it (the pool's check)."""
+    try:
+        connection.connect()  # type: ignore[no-untyped-call]
+        if connection.can_read():
+            raise RedisConnectionError("connection has data")
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        connection.disconnect()  # type: ignore[no-untyped-call]
+        connection.connect()  # type: ignore[no-untyped-call]
 
 
 def load(client: Redis, *scripts: Script) -> None:
