@@ -509,6 +509,17 @@ def test_events_recorded_in_a_loop_keep_the_history_bounded(store: RedisRunStore
     assert events == ["queued", "queued", "succeeded"]
 
 
+def test_a_completion_that_fires_one_dependent_trims_as_each_event_does(store: RedisRunStore) -> None:
+    # A chain's step: one queued event, recorded as `record` records one (XADD MAXLEN ~): no XTRIM.
+    plan = _plan({"a": {"task": "t"}, "b": {"task": "t", "needs": ["a"]}})
+    run_id = _new_run(store, plan)
+    assert claim(store, Unit(run_id, "a"), "t1", 1, "w", 60).ok
+    store.redis.config_resetstat()
+    assert complete(store, plan, Unit(run_id, "a"), "t1", StepStatus.SUCCEEDED).fired == ("b",)
+    stats = store.redis.info("commandstats")
+    assert stats["cmdstat_xadd"]["calls"] == 2 and "cmdstat_xtrim" not in stats
+
+
 def test_a_script_call_whose_pooled_connection_was_killed_runs_once_on_a_new_one(
     store: RedisRunStore, redis_url: str
 ) -> None:

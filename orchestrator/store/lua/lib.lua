@@ -40,7 +40,7 @@ end
 -- command per key and BATCH values (members, for a ZADD; within Lua's stack for unpack) instead
 -- of one per value: a run's 10,000 roots are 10 LPUSHes, not 10,000. A list gets its values in
 -- the order they were added, as that many LPUSHes would leave them. Events recorded in a loop
--- (`writes.record`) are added at once, in order, and their stream is trimmed once, at `send`,
+-- (`writes.record`) are added at once, in order, and their stream is trimmed once more at `send`
 -- instead of by each XADD.
 local BATCH = 1000
 
@@ -64,8 +64,13 @@ local function batched()
     set[#set + 1], set[#set + 2] = score, member
   end
   function writes.record(history, at, event, ...)
-    redis.call('XADD', history, '*', 'at', at, 'event', event, ...)
-    streams[history] = true
+    if streams[history] then  -- the stream's second event and later: trimmed once, at `send`
+      redis.call('XADD', history, '*', 'at', at, 'event', event, ...)
+      streams[history] = streams[history] + 1
+    else  -- its first: as `record` (one event, as a chain's completion fires, costs no XTRIM)
+      record(history, at, event, ...)
+      streams[history] = 1
+    end
   end
   function writes.send()
     for _, w in ipairs(order) do
@@ -74,7 +79,9 @@ local function batched()
       end
     end
     -- LIMIT 0: all the way down to about HISTORY_EVENTS, where an XTRIM ~ stops after 10,000 (Redis 6.2+)
-    for history in pairs(streams) do redis.call('XTRIM', history, 'MAXLEN', '~', HISTORY_EVENTS, 'LIMIT', 0) end
+    for history, events in pairs(streams) do
+      if events > 1 then redis.call('XTRIM', history, 'MAXLEN', '~', HISTORY_EVENTS, 'LIMIT', 0) end
+    end
     pending, order, streams = {}, {}, {}
   end
   return writes
