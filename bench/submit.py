@@ -13,10 +13,12 @@ submits each shape ``--submits`` times, after a first submit outside the figures
 compiled and in the coordinator's plan cache, ``orchestrator/plan/cache.py``, and stored under its
 content hash). The phases are timed by wrapping the coordinator's and the store's own methods on
 these instances (no product code changes): ``compile`` (``Coordinator.compile``: a cache lookup
-once compiled), ``build`` (``Dispatcher.outbound``: the roots' messages), ``create``
-(``RunStore.runs.create``: the plan write and the run's script, which records the run and its
-roots and pushes their messages), of which ``plan write`` (``save_plan``: an ``EXISTS``; the plan
-is serialised and written only when it is not stored yet).
+once compiled), ``deliveries`` (``Coordinator._roots``: the roots' step messages with their
+queues and time limits, what the messages are built from), ``build`` (``Dispatcher.outbound``:
+the roots' messages), ``create`` (``RunStore.runs.create``: the plan write and the run's script,
+which records the run and its roots and pushes their messages), of which ``plan write``
+(``save_plan``: an ``EXISTS``; the plan is serialised and written only when it is not stored yet).
+Publishing alone starts from the same deliveries, so ``deliveries`` is all on top.
 
 "Publishing its roots" is measured beside each submit: the same roots' messages published alone,
 as a coordinator whose broker is not the store publishes them (``Dispatcher.send``: build each
@@ -61,7 +63,7 @@ from orchestrator.engine.coordinator import Coordinator
 
 DURATION = re.compile(r"app;dur=([0-9.]+)")
 API_WORKFLOW = "chain-10"
-PHASES = ("total", "compile", "build", "create", "plan_write", "publish_alone")
+PHASES = ("total", "compile", "deliveries", "build", "create", "plan_write", "publish_alone")
 
 
 def chain(steps: int) -> dict[str, Any]:
@@ -231,6 +233,7 @@ def coordinator_table(shapes: list[Shape], args: argparse.Namespace) -> Table:
         "on top of publish",
         "p99",
         "compile",
+        "deliveries",
         "build",
         "create",
         "of which plan write",
@@ -247,6 +250,7 @@ def coordinator_table(shapes: list[Shape], args: argparse.Namespace) -> Table:
             _ms(median(on_top)),
             _ms(percentile(on_top, 99)),
             _ms(s.median("compile")),
+            _ms(s.median("deliveries")),
             _ms(s.median("build")),
             _ms(s.median("create")),
             _ms(s.median("plan_write")),
@@ -275,6 +279,7 @@ def api_table(kinds: dict[str, Latencies], rounds: int) -> Table:
 def run_coordinator(ours: Ours, args: argparse.Namespace, steps: int, out: Console) -> list[Shape]:
     phases = Phases()
     phases.wrap(ours.coordinator, "compile", "compile")
+    phases.wrap(ours.coordinator, "_roots", "deliveries")
     phases.wrap(ours.store.runs, "create", "create")
     phases.wrap(ours.store.runs, "save_plan", "plan_write")
     phases.wrap(ours.coordinator.dispatcher, "outbound", "build")
