@@ -153,8 +153,9 @@ class KeptConnection:
 
     @staticmethod
     def here() -> bool:
-        """Whether the calling thread is the one that keeps it."""
-        return threading.current_thread() is threading.main_thread()
+        """Whether the calling thread is the one that keeps it (by ident: under eventlet's patched
+        ``threading`` a raw greenlet may pass for the main thread, never for its ident)."""
+        return threading.get_ident() == threading.main_thread().ident
 
     def get(self) -> Connection:
         """The kept connection, ready for a command (raises what connecting raises)."""

@@ -160,7 +160,7 @@ def test_a_resp3_client_keeps_none(redis_url: str) -> None:
 
 def _child(kept: KeptConnection, parent: int, out: Any) -> None:
     connection = kept.get()
-    out.put((id(connection) != parent, connection.pid == os.getpid()))
+    out.put((id(connection) != parent, connection.pid == os.getpid(), KeptConnection.here()))
 
 
 def test_a_forked_process_checks_out_its_own(echo: LuaScript, kept: KeptConnection) -> None:
@@ -173,7 +173,7 @@ def test_a_forked_process_checks_out_its_own(echo: LuaScript, kept: KeptConnecti
     child = context.Process(target=_child, args=(kept, id(connection), out))
     child.start()
     try:
-        assert out.get(timeout=30) == (True, True)
+        assert out.get(timeout=30) == (True, True, True)  # its own, and its main thread keeps it
         child.join(timeout=30)
         assert child.exitcode == 0
     finally:
