@@ -33,12 +33,13 @@ N_SHAPE = {"a": (), "b": (), "c": ("a",), "d": ("a", "b")}
 def check_tables(dag: Dag, plan: Plan) -> None:
     """The plan's runtime tables are the DAG itself: direct needs, their inverse, nothing more."""
     assert list(plan.steps) == list(dag.order)
+    roles = {name: step.canvas_role for name, step in report(plan).steps_detail.items()}
     for name, step in plan.steps.items():
         assert step.name == name
         assert step.needs == dag.needs[name]
         assert len(set(step.dependents)) == len(step.dependents)
         assert set(step.dependents) == {other for other, ns in dag.needs.items() if name in ns}
-        role = report(plan).steps_detail[name].canvas_role
+        role = roles[name]
         assert (role is CanvasRole.ROOT) == (not step.needs)
         assert (role is CanvasRole.LINK) == (len(step.needs) == 1)
     assert plan.roots == tuple(n for n in dag.order if not dag.needs[n])
