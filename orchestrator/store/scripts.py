@@ -101,8 +101,8 @@ def pooled(client: Redis, command: Sequence[EncodableT], kept: KeptConnection | 
     Redis spans when tracing is on.
     """
     pool = client.connection_pool
-    keeps = kept is not None and kept.here()
-    connection = kept.get() if kept is not None and keeps else pool.get_connection()
+    kept = kept if kept is not None and kept.here() else None
+    connection = pool.get_connection() if kept is None else kept.get()
 
     def send() -> Any:
         connection.send_command(*command)  # type: ignore[no-untyped-call] # redis-py's connection is untyped
@@ -116,11 +116,11 @@ def pooled(client: Redis, command: Sequence[EncodableT], kept: KeptConnection | 
     except ResponseError:  # the server's whole reply was read: the connection is fine
         raise
     except BaseException:
-        if keeps:  # a call cut short (a time limit, a signal) may leave its reply unread
+        if kept is not None:  # a call cut short (a time limit, a signal) may leave its reply unread
             connection.disconnect()  # type: ignore[no-untyped-call]
         raise
     finally:
-        if not keeps:
+        if kept is None:
             pool.release(connection)
 
 
@@ -144,7 +144,6 @@ class KeptConnection:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self._connection: Connection | None = None
-        self._pid = 0
 
     @classmethod
     def of(cls, pool: ConnectionPool) -> KeptConnection | None:
@@ -160,9 +159,8 @@ class KeptConnection:
     def get(self) -> Connection:
         """The kept connection, ready for a command (raises what connecting raises)."""
         connection = self._connection
-        if connection is None or self._pid != os.getpid():  # a forked child never uses its parent's socket
+        if connection is None or connection.pid != os.getpid():  # a forked child never uses its parent's socket
             connection = self._connection = self.pool.get_connection()
-            self._pid = os.getpid()
         elif not self.pool.owns_connection(connection) or connection.should_reconnect():  # type: ignore[no-untyped-call]
             connection.disconnect()  # type: ignore[no-untyped-call]
         try:
