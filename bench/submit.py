@@ -238,7 +238,7 @@ def coordinator_table(shapes: list[Shape], args: argparse.Namespace) -> Table:
         "create",
         "of which plan write",
     )
-    for column in ("shape", "roots", *columns, "rest (params, run record)"):
+    for column in ("shape", "roots", *columns, "on top, less compile and plan write"):
         table.add_column(column, justify="left" if column == "shape" else "right")
     for s in shapes:
         on_top = s.on_top()
