@@ -67,7 +67,10 @@ class WorkerSettings(BaseModel):
     pool: Literal["prefork", "threads", "solo", "gevent", "eventlet"] = "prefork"
     prefetch_multiplier: int = Field(default=1, ge=1)
     visibility_timeout: float = Field(
-        default=7200.0, gt=0, description="Seconds before Redis redelivers an unacknowledged message."
+        default=7200.0,
+        gt=0,
+        description="Seconds before kombu redelivers an unacknowledged message: a hook's or a task's sent by name "
+        "(a step message has no unacked copy: the run store's outbox and lease guard it).",
     )
     lease: float = Field(
         default=15.0,

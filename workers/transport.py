@@ -1,4 +1,4 @@
-"""kombu's Redis transports with three fixes and one saving: acks ride with the next delivery.
+"""kombu's Redis transports with three fixes and two savings: no copy of a step message, acks ride along.
 
 1. **Closing a channel whose connection has just died.** When the broker connection drops while a
    BRPOP is in flight, kombu's ``Channel.close`` first reads that BRPOP's reply. On the dead
@@ -16,17 +16,33 @@
    the worker exit. Here the offending keys are renamed aside (``KEY.wrongtype.TIMESTAMP``, kept
    for inspection), loudly logged, and consumption goes on.
 
-And the saving: **an ack costs no round trip of its own.** kombu's Redis ack emulation writes an
-unacked copy of each delivered message (``MULTI ZADD HSET EXEC``) and removes it on ack
-(``MULTI ZREM HDEL EXEC``): two round trips per task, the second one after the task. Here the
+And the savings. kombu's Redis ack emulation writes an unacked copy of each delivered message
+(``MULTI ZADD HSET EXEC``) and removes it on ack (``MULTI ZREM HDEL EXEC``): two round trips per
+task, the second one after the task, so that a visibility timeout after a worker died the copy
+is delivered again.
+
+**A step message has no copy.** The run store already guards it: its outbox entry until a
+claim, then the claim's lease, each published again by the sweeper once it runs out (in
+``ORCH_WORKER__LEASE`` seconds, where the copy waits ``ORCH_WORKER__VISIBILITY_TIMEOUT``). So
+the worker keeps a delivered step message in its own memory only, which is where kombu restores
+it from in the two cases that need it: a rejected message put back (its pool process died,
+``reject_on_worker_lost``) and the prefetched messages of a channel that closes (a warm
+shutdown), each back on its queue at once, marked redelivered, as kombu's copy would be. A
+worker killed outright, or cut off from the broker as it closes, loses what it held; the
+outbox publishes it again, as it publishes a message lost on its way to the queue. The
+worker's main process spends no round trip on a step message but its ``BRPOP`` (the copy's
+write was a quarter of its time at full load, ``docs/benchmarks.md``), and a step outliving
+the visibility timeout is not delivered a second time. Any other message (hooks, tasks sent by
+name) keeps kombu's copy.
+
+**The ack of any other message costs no round trip of its own.** The
 removals of acked messages are buffered and sent inside the next delivery's own pipeline, or
 by the event loop's timer within :data:`ACK_FLUSH_INTERVAL` when no delivery comes, and before
 the channel closes. The prefetch slot is freed at once, as before. What the delay risks: a
 worker that dies in that moment leaves acked messages in the unacked hash, and a
 visibility timeout later they are delivered again, the window kombu already has between a
 task's end and its ack, up to a tenth of a second wider on an idle worker (a busy one sends
-them with its next delivery). Step messages do not mind (the claim drops a
-delivery of a unit that ended); a hook task would run again, as it would had the kill fallen
+them with its next delivery). A hook task would run again, as it would had the kill fallen
 between its end and kombu's own ack.
 """
 
@@ -45,6 +61,8 @@ from kombu.transport import redis, virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis.exceptions import ResponseError
+
+from orchestrator.engine.unit import STEP_TASK
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +87,14 @@ class _Message(virtual.Message):
 
 
 class QoS(redis.QoS):
-    """kombu's ack emulation with acks sent in the next delivery's pipeline (see the module's docstring)."""
+    """kombu's ack emulation with acks sent in the next delivery's pipeline, and none for a step
+    message, which the run store guards (see the module's docstring)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._acked: list[str] = []
         self._client: Any = None
+        self._held: dict[str, Any] = {}  # delivery tag -> step message, delivered and not yet acked
 
     @contextmanager
     def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
@@ -91,6 +111,10 @@ class QoS(redis.QoS):
         yield client.pipeline()
 
     def append(self, message: Any, delivery_tag: str) -> None:
+        if (message.headers or {}).get("task") == STEP_TASK:  # guarded by the outbox and its lease
+            self._held[delivery_tag] = message
+            virtual.QoS.append(self, message, delivery_tag)
+            return
         delivery = message.delivery_info
         with self.pipe_or_acquire() as pipe:
             acked = self._take_acked(pipe)
@@ -106,8 +130,29 @@ class QoS(redis.QoS):
             virtual.QoS.append(self, message, delivery_tag)
 
     def ack(self, delivery_tag: str) -> None:
-        self._acked.append(delivery_tag)
+        if self._held.pop(delivery_tag, None) is None:  # a step message has no copy to remove
+            self._acked.append(delivery_tag)
         virtual.QoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        if delivery_tag in self._held:
+            if requeue:
+                self.restore_by_tag(delivery_tag, leftmost=True)
+            self._held.pop(delivery_tag, None)
+            virtual.QoS.ack(self, delivery_tag)
+            return
+        super().reject(delivery_tag, requeue)
+
+    def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
+        """Put a delivered message back on its queue: a step message from this process's memory
+        (it has no copy in Redis), any other from kombu's copy."""
+        message = self._held.pop(bytes_to_str(tag), None)
+        if message is None:
+            super().restore_by_tag(tag, client, leftmost)
+            return
+        info = message.delivery_info
+        with self.channel.conn_or_acquire(client) as conn:
+            self.channel._do_restore_message(message._raw, info["exchange"], info["routing_key"], conn, leftmost)
 
     def flush_acks(self) -> None:
         """Send the buffered acks now (the timer, and before the channel closes)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -68,3 +70,51 @@ def test_a_warm_shutdown_sends_the_acks_it_holds_and_restores_nothing_acked(orch
     worker.stop()  # SIGTERM at once: whatever is still buffered goes out before the channel closes
     assert _unacked(orchestra) == (0, 0)
     assert _queued(orchestra) == [], worker.log.read_text(errors="replace")[-3000:]  # nothing put back
+
+
+def _wait_started(orchestra: Orchestra, name: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while name not in orchestra.started():
+        assert time.monotonic() < deadline, f"{name} never started: {orchestra.started()}"
+        time.sleep(0.02)
+
+
+def test_a_step_message_leaves_no_copy_in_the_broker_and_any_other_task_leaves_kombus(orchestra: Orchestra) -> None:
+    """The run store guards a step message (its outbox entry until the claim, its lease after), so
+    the worker writes no unacked copy of it; a task that is not a step keeps kombu's copy."""
+    orchestra.worker()
+    run_id = orchestra.submit(
+        {"workflow": "copies", "steps": {"slow": {"task": "t.block", "args": {"name": "step", "seconds": 1.5}}}}
+    )
+    _wait_started(orchestra, "step")
+    assert _unacked(orchestra) == (0, 0)  # running, and no copy of its message anywhere in Redis
+    orchestra.app.send_task("t.block", kwargs={"name": "plain", "seconds": 1.5}, queue="default", ignore_result=True)
+    _wait_started(orchestra, "plain")
+    assert _unacked(orchestra) == (1, 1)  # kombu's copy of the plain task's message, until its ack
+    assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
+    assert _settles(orchestra, timeout=10.0) == (0, 0)
+    assert orchestra.effects() == {"step": 1, "plain": 1}
+
+
+def test_a_warm_shutdown_puts_its_prefetched_step_messages_back_at_once(orchestra: Orchestra) -> None:
+    """Messages a leaving worker had prefetched go back onto their queue as it closes, from its own
+    memory (there is no copy in Redis to restore them from), ahead of the queue, marked redelivered;
+    the next worker runs each once."""
+    orchestra.extra_env["ORCH_WORKER__PREFETCH_MULTIPLIER"] = "4"
+    worker = orchestra.worker(concurrency=1)
+    steps = {f"r{i}": {"task": "t.block", "args": {"name": f"r{i}", "seconds": 1.0}} for i in range(4)}
+    run_id = orchestra.submit({"workflow": "prefetched", "steps": steps})
+    deadline = time.monotonic() + 20
+    while len(orchestra.started()) < 1 or orchestra.redis.llen(Keys(orchestra.prefix).queue("default")):
+        assert time.monotonic() < deadline, (orchestra.started(), _queued(orchestra))
+        time.sleep(0.02)  # one running, the other three prefetched: the queue is empty
+    os.kill(worker.process.pid, signal.SIGTERM)  # the main process only: a warm shutdown
+    worker.process.wait(30)
+    running = orchestra.started()
+    back = _queued(orchestra)
+    assert len(running) == 1 and len(back) == 3, (running, back, worker.log.read_text(errors="replace")[-3000:])
+    assert all(m.startswith("orchestrator.step[") and m.endswith("redelivered=True") for m in back), back
+    assert _unacked(orchestra) == (0, 0)
+    orchestra.worker(name="w2")
+    assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
+    assert orchestra.effects() == {f"r{i}": 1 for i in range(4)}
