@@ -379,7 +379,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"ORCH_WORKER__VISIBILITY_TIMEOUT ({self.worker.visibility_timeout:g}s) must be longer than the "
                 f"default step timeout ORCH_DEFAULTS__TIMEOUT ({self.defaults.timeout:g}s), or Redis redelivers "
-                "steps that are still running; raise the visibility timeout or lower the step timeout"
+                "hooks and tasks sent by name that are still running; raise the visibility timeout or lower the "
+                "step timeout"
             )
         if self.worker.sweep_interval >= self.worker.lease:
             raise ValueError(

@@ -22,7 +22,7 @@ task, the second one after the task, so that a visibility timeout after a worker
 is delivered again.
 
 **A step message has no copy.** The run store already guards it: its outbox entry until a
-claim, then the claim's lease, each published again by the sweeper once it runs out (in
+claim, then the claim's lease, each published again by the sweeper once it runs out (about
 ``ORCH_WORKER__LEASE`` seconds, where the copy waits ``ORCH_WORKER__VISIBILITY_TIMEOUT``). So
 the worker keeps a delivered step message in its own memory only, which is where kombu restores
 it from in the two cases that need it: a rejected message put back (its pool process died,
@@ -135,13 +135,15 @@ class QoS(redis.QoS):
         virtual.QoS.ack(self, delivery_tag)
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
-        if delivery_tag in self._held:
-            if requeue:
-                self.restore_by_tag(delivery_tag, leftmost=True)
-            self._held.pop(delivery_tag, None)
-            virtual.QoS.ack(self, delivery_tag)
+        message = self._held.pop(delivery_tag, None)
+        if message is None:
+            super().reject(delivery_tag, requeue)
             return
-        super().reject(delivery_tag, requeue)
+        # Acked here before it is put back: once back, the same message (same tag) may be
+        # delivered again at once, and that delivery must not be the one forgotten.
+        virtual.QoS.ack(self, delivery_tag)
+        if requeue:
+            self._put_back(message, leftmost=True)
 
     def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
         """Put a delivered message back on its queue: a step message from this process's memory
@@ -150,9 +152,16 @@ class QoS(redis.QoS):
         if message is None:
             super().restore_by_tag(tag, client, leftmost)
             return
+        self._put_back(message, client, leftmost)
+
+    def _put_back(self, message: Any, client: Any = None, leftmost: bool = False) -> None:
+        """Push a held step message back onto its queue, marked redelivered, as kombu restores its
+        copy (``leftmost``: behind the queued messages, as a rejected one goes). A failure is
+        logged by kombu and the message is left to the run store's guards."""
         info = message.delivery_info
-        with self.channel.conn_or_acquire(client) as conn:
-            self.channel._do_restore_message(message._raw, info["exchange"], info["routing_key"], conn, leftmost)
+        with self.pipe_or_acquire(client=client) as pipe:
+            self.channel._do_restore_message(message._raw, info["exchange"], info["routing_key"], pipe, leftmost)
+            pipe.execute()
 
     def flush_acks(self) -> None:
         """Send the buffered acks now (the timer, and before the channel closes)."""

@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from orchestrator.engine.records import RunRecord
 from tests.integration.conftest import (
+    LEASE,
     Orchestra,
     WorkerProcess,
     orchestra,  # noqa: F401  (re-exported fixture)
@@ -124,7 +125,8 @@ def timestamp(iso: str | None) -> float:
 
 @pytest.fixture
 def harness(redis_url: str, key_prefix: str, redis_client: Redis, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
-    """Factory: ``harness(broker_url=..., store_url=..., **env)`` builds a :class:`Harness`.
+    """Factory: ``harness(broker_url=..., store_url=..., lease=..., **env)`` builds a :class:`Harness`
+    (``lease``: seconds of a claim and of a publish guard, the integration harness's 3 s by default).
 
     Broker and store default to the shared test Redis. Side effects (``tests/*/tasks.py``) are
     always recorded in the shared test Redis, under the test's key prefix, so an outage or a
@@ -134,7 +136,9 @@ def harness(redis_url: str, key_prefix: str, redis_client: Redis, tmp_path: Path
     os.environ["ORCH_KEY_PREFIX"] = key_prefix
     made: list[Harness] = []
 
-    def make(*, broker_url: str | None = None, store_url: str | None = None, **env: str) -> Harness:
+    def make(
+        *, broker_url: str | None = None, store_url: str | None = None, lease: float | None = None, **env: str
+    ) -> Harness:
         extra = {"ORCH_TEST_EFFECTS_URL": redis_url, **env}
         if broker_url:
             extra["ORCH_BROKER_URL"] = broker_url
@@ -142,7 +146,9 @@ def harness(redis_url: str, key_prefix: str, redis_client: Redis, tmp_path: Path
             extra["ORCH_STORE_URL"] = store_url
         directory = tmp_path / f"harness-{len(made)}"
         directory.mkdir()
-        built = Harness(store_url or redis_url, key_prefix, directory, redis_client, extra_env=extra)
+        built = Harness(
+            store_url or redis_url, key_prefix, directory, redis_client, extra_env=extra, lease=lease or LEASE
+        )
         made.append(built)
         return built
 

@@ -1,8 +1,9 @@
 """A message lost between its publish and its claim is published again: nothing waits for the visibility timeout.
 
-Where a worker killed while it held messages it had not started yet leaves them: in kombu's
-unacked hash, restored only after the visibility timeout (2 h here). The test takes the messages
-off the queue itself, which is the same loss without the timing: the step's outbox guard stays
+Where a worker killed while it held messages it had not started yet leaves them: nowhere (the
+workers keep no unacked copy of a step message, ``workers/transport.py``; kombu's copy would come
+back only after the visibility timeout, 2 h here). The test takes the messages off the queue
+itself, which is the same loss without the timing: the step's outbox guard stays
 until a delivery claims it, and a fanned-out step's watchdog until its items make progress.
 """
 

@@ -2,8 +2,9 @@
 
 In both, the Celery consumer loses its broker connection while a step runs. Our config sets
 ``worker_cancel_long_running_tasks_on_connection_loss``, so the worker terminates the pool
-process running the step: its message cannot be acknowledged on a new connection, and stays in
-kombu's unacked hash until the visibility timeout (celery#4984). The step's lease stops being
+process running the step: its message cannot be acknowledged on a new connection (a plain
+task's stays in kombu's unacked hash until the visibility timeout, celery#4984; a step message
+has no copy there, ``workers/transport.py``). The step's lease stops being
 renewed, and once the worker is connected again its sweeper re-dispatches the step: the task
 starts again, its side effect (recorded at the end of ``t.block``) happens once. The same worker
 must resume consuming (celery#10205 is a worker that does not). Before ``workers/transport.py``

@@ -1,4 +1,7 @@
-"""Acks that ride with the next delivery's pipeline (``workers/transport.py``), on real workers."""
+"""The workers' transport on real workers (``workers/transport.py``).
+
+No unacked copy of a step message; the acks of other messages ride with the next delivery's pipeline.
+"""
 
 from __future__ import annotations
 
@@ -56,20 +59,35 @@ def _settles(orchestra: Orchestra, timeout: float = 2.0) -> tuple[int, int]:
     return found
 
 
+def _plain_tasks(orchestra: Orchestra, count: int = 20, timeout: float = 30.0) -> None:
+    """Send ``count`` tasks that are not steps (``t.effect`` by name: kombu's copy and its ack
+    apply to them) and wait until each has run."""
+    for i in range(count):
+        orchestra.app.send_task("t.effect", kwargs={"name": f"p{i}"}, queue="default", ignore_result=True)
+    deadline = time.monotonic() + timeout
+    while len(orchestra.effects()) < count:
+        assert time.monotonic() < deadline, orchestra.effects()
+        time.sleep(0.02)
+
+
 def test_every_ack_reaches_redis_when_the_worker_goes_idle(orchestra: Orchestra) -> None:
     orchestra.worker()
-    run_id = orchestra.submit(CHAIN)
-    assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
+    _plain_tasks(orchestra)
     assert _settles(orchestra) == (0, 0)  # the last acks went out on the timer, no delivery after them
+    run_id = orchestra.submit(CHAIN)  # steps among them change nothing
+    assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
+    assert _settles(orchestra) == (0, 0)
 
 
 def test_a_warm_shutdown_sends_the_acks_it_holds_and_restores_nothing_acked(orchestra: Orchestra) -> None:
     worker = orchestra.worker()
+    _plain_tasks(orchestra)
     run_id = orchestra.submit(CHAIN)
     assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
     worker.stop()  # SIGTERM at once: whatever is still buffered goes out before the channel closes
     assert _unacked(orchestra) == (0, 0)
     assert _queued(orchestra) == [], worker.log.read_text(errors="replace")[-3000:]  # nothing put back
+    assert set(orchestra.effects().values()) == {1}
 
 
 def _wait_started(orchestra: Orchestra, name: str, timeout: float = 20.0) -> None:
