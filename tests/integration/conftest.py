@@ -191,6 +191,13 @@ class Orchestra:
     def started(self) -> list[str]:
         return list(self.redis.lrange(f"{self.prefix}:effects:started", 0, -1))
 
+    def wait_started(self, name: str, timeout: float = 20.0) -> None:
+        """Wait until the test task named ``name`` (``t.block``) has announced its start."""
+        deadline = time.monotonic() + timeout
+        while name not in self.started():
+            assert time.monotonic() < deadline, f"{name} never started: {self.started()}"
+            time.sleep(0.02)
+
     def close(self) -> None:
         for worker in self.workers:
             worker.stop()

@@ -17,13 +17,6 @@ from tests.integration.conftest import LEASE, Orchestra
 pytestmark = pytest.mark.integration
 
 
-def _wait_started(orchestra: Orchestra, name: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while name not in orchestra.started():
-        assert time.monotonic() < deadline, f"{name} never started"
-        time.sleep(0.02)
-
-
 def test_worker_node_killed_mid_step_is_recovered_by_another_worker(orchestra: Orchestra) -> None:
     doomed = orchestra.worker(name="doomed", concurrency=1)
     run_id = orchestra.submit(
@@ -36,7 +29,7 @@ def test_worker_node_killed_mid_step_is_recovered_by_another_worker(orchestra: O
             },
         }
     )
-    _wait_started(orchestra, "long")
+    orchestra.wait_started("long")
     doomed.kill()  # SIGKILL to main process and children: no ack, no requeue
     killed_at = time.monotonic()
     orchestra.worker(name="rescuer", concurrency=1)
@@ -60,7 +53,7 @@ def test_prefork_child_killed_mid_task_is_redelivered_at_once(orchestra: Orchest
             },
         }
     )
-    _wait_started(orchestra, "long")
+    orchestra.wait_started("long")
     (child,) = worker.children()
     os.kill(child, signal.SIGKILL)
     killed_at = time.monotonic()

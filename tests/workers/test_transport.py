@@ -90,13 +90,6 @@ def test_a_warm_shutdown_sends_the_acks_it_holds_and_restores_nothing_acked(orch
     assert set(orchestra.effects().values()) == {1}
 
 
-def _wait_started(orchestra: Orchestra, name: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while name not in orchestra.started():
-        assert time.monotonic() < deadline, f"{name} never started: {orchestra.started()}"
-        time.sleep(0.02)
-
-
 def test_a_step_message_leaves_no_copy_in_the_broker_and_any_other_task_leaves_kombus(orchestra: Orchestra) -> None:
     """The run store guards a step message (its outbox entry until the claim, its lease after), so
     the worker writes no unacked copy of it; a task that is not a step keeps kombu's copy."""
@@ -104,10 +97,10 @@ def test_a_step_message_leaves_no_copy_in_the_broker_and_any_other_task_leaves_k
     run_id = orchestra.submit(
         {"workflow": "copies", "steps": {"slow": {"task": "t.block", "args": {"name": "step", "seconds": 1.5}}}}
     )
-    _wait_started(orchestra, "step")
+    orchestra.wait_started("step")
     assert _unacked(orchestra) == (0, 0)  # running, and no copy of its message anywhere in Redis
     orchestra.app.send_task("t.block", kwargs={"name": "plain", "seconds": 1.5}, queue="default", ignore_result=True)
-    _wait_started(orchestra, "plain")
+    orchestra.wait_started("plain")
     assert _unacked(orchestra) == (1, 1)  # kombu's copy of the plain task's message, until its ack
     assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
     assert _settles(orchestra, timeout=10.0) == (0, 0)
