@@ -25,7 +25,7 @@ from orchestrator.observability.logs import configure_logging
 from orchestrator.observability.metrics import API_LATENCY, API_REQUESTS
 from orchestrator.observability.recorder import MetricsRecorder
 from orchestrator.observability.sentry import init_sentry, install
-from orchestrator.services import backlog, services, workflow_queues
+from orchestrator.services import backlog, freeze_heap, services, workflow_queues
 from orchestrator.ui import router as ui_router
 from orchestrator.ui import takes_form
 
@@ -105,8 +105,15 @@ class ServerTiming:
         await self.app(scope, receive, timed)
 
 
-def create_api(settings: Settings | None = None) -> FastAPI:
-    """The API app for these settings (by default the environment's)."""
+def create_api(settings: Settings | None = None, *, own_process: bool = False) -> FastAPI:
+    """The API app for these settings (by default the environment's).
+
+    Args:
+        settings: Defaults to the environment's.
+        own_process: The app is what its process serves (:func:`factory`): once started, the
+            process's heap is frozen (:func:`~orchestrator.services.freeze_heap`). An app mounted
+            in another process (a test, another ASGI app) leaves that process's collector alone.
+    """
     settings = settings or get_settings()
     init_sentry(settings, "api")  # before the app is built: the Starlette integration patches it
 
@@ -122,6 +129,8 @@ def create_api(settings: Settings | None = None) -> FastAPI:
             exporter = None
             if svc.history is not None and settings.history.export_in_api:
                 exporter = Background(svc.exporter(), settings.history.poll_interval).start()
+            if own_process:
+                freeze_heap()
             try:
                 yield
             finally:
@@ -182,4 +191,4 @@ def factory() -> FastAPI:
     """What ``uvicorn --factory orchestrator.api.app:factory`` serves: the API for the environment's settings."""
     settings = get_settings()
     configure_logging(settings, "api")  # after uvicorn's own logging config: its loggers write through ours
-    return create_api(settings)
+    return create_api(settings, own_process=True)
