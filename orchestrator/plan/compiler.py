@@ -66,6 +66,12 @@ class Plan(Model):
     def dag(self) -> Dag:
         return Dag({name: step.needs for name, step in self.steps.items()})
 
+    def to_json(self) -> str:
+        """The plan as the run store keeps it: the fields that were set, not every default (a
+        third smaller), so that a plan read back is this one, down to what its definition left
+        out: a param written without ``default`` is required again, one with ``default: null`` not."""
+        return self.model_dump_json(exclude_unset=True)
+
 
 def definition_hash(workflow: Workflow) -> str:
     """A stable hash of what a definition says (key order and formatting do not matter)."""

@@ -57,7 +57,7 @@ class RedisRuns(Part):
         a 10,000-step plan is megabytes of JSON, and nothing deletes a plan once stored."""
         key = self.keys.plan(plan.plan_id)
         if not self.redis.exists(key):
-            self.redis.set(key, plan.model_dump_json(), nx=True)
+            self.redis.set(key, plan.to_json(), nx=True)
 
     @reachable
     def _fetch_plan(self, plan_id: str) -> Plan:

@@ -13,7 +13,7 @@ from config import StepDefaults
 from orchestrator.analysis.canvas import decompose, runtime_joins
 from orchestrator.analysis.report import CanvasRole, report
 from orchestrator.definition.graph import Dag
-from orchestrator.definition.models import Backoff, Hook, Policy, RetrySpec, Step, Workflow
+from orchestrator.definition.models import Backoff, Hook, Param, ParamType, Policy, RetrySpec, Step, Workflow
 from orchestrator.plan.compiler import Plan, compile_workflow, definition_hash
 from orchestrator.plan.policy import RetryPolicy, base_policy, resolve
 from tests.strategies import dags, series_parallel_dags
@@ -121,6 +121,24 @@ def test_plan_is_content_addressed() -> None:
 def test_plan_round_trips_through_json() -> None:
     plan = compile_workflow(workflow(N_SHAPE, on_failure=Hook(task="demo.alert")))
     assert Plan.model_validate_json(plan.model_dump_json()) == plan
+    assert Plan.model_validate_json(plan.to_json()) == plan
+
+
+def test_a_stored_plan_reads_back_with_what_its_definition_left_out() -> None:
+    params = {"who": Param(), "note": Param(default=None), "n": Param(type=ParamType.INTEGER, default=3)}
+    plan = compile_workflow(workflow(DIAMOND, params=params, on_success=Hook(task="demo.done")))
+    stored = plan.to_json()
+    read = Plan.model_validate_json(stored)
+    assert read == plan
+    assert {name: p.required for name, p in read.definition.params.items()} == {"who": True, "note": False, "n": False}
+    assert len(stored) < 0.8 * len(plan.model_dump_json())  # the defaults are left out
+
+
+@PROPERTIES
+@given(dags(max_nodes=40))
+def test_every_plan_reads_back_from_its_stored_form(dag: Dag) -> None:
+    plan = compile_workflow(workflow(dict(dag.needs), defaults=Policy(queue="q", timeout=5)))
+    assert Plan.model_validate_json(plan.to_json()) == plan
 
 
 # --- report -------------------------------------------------------------------------------------
