@@ -14,8 +14,10 @@ from functools import cached_property
 from typing import Any
 
 from billiard.common import terminate_handler_fired
-from celery import Celery, current_task
+from celery import Celery, current_task, signals
 from celery.app.trace import task_has_custom
+from celery.concurrency import get_implementation
+from celery.concurrency.thread import TaskPool as ThreadTaskPool
 from celery.exceptions import SoftTimeLimitExceeded, WorkerShutdown, WorkerTerminate
 
 from config import Settings
@@ -105,6 +107,7 @@ class Runtime:
             shards=settings.store_shards,
             sentinel_master=settings.sentinel_master,
             submission_ttl=settings.submission_ttl,
+            fixed_threads=getattr(app, "fixed_threads", False),  # each pool thread keeps a connection
         )
         self.keys = self.store.keys
         self.redis = self.store.redis
@@ -142,10 +145,15 @@ class WorkerApp(Celery):  # type: ignore[misc]
         store_url: The run store's Redis URL.
     """
 
+    fixed_threads = False
+    """Whether this process's tasks run on a fixed set of threads (``--pool threads``): told by
+    :func:`note_pool` as its worker starts, before the runtime is built."""
+
     def __init__(self, settings: Settings, broker_url: str, store_url: str) -> None:
         super().__init__("orchestrator", set_as_current=False)
         self.settings = settings
         self.store_url = store_url
+        signals.worker_init.connect(note_pool, weak=False, dispatch_uid="orchestrator.runtime.note_pool")
         self.conf.update(celery_config(settings, broker_url, store_url))
         # Items on a queue that are not messages at all reach the dead-letter queue (workers.transport).
         self.conf.broker_transport_options = {**self.conf.broker_transport_options, "poison_handler": self.poison}
@@ -167,6 +175,19 @@ class WorkerApp(Celery):  # type: ignore[misc]
     def registry(self) -> WorkflowRegistry:
         """The workflows of ``ORCH_WORKFLOWS_DIR`` (read the first time)."""
         return WorkflowRegistry(self.settings.workflows_dir)
+
+
+def note_pool(sender: Any = None, **_: Any) -> None:
+    """``worker_init``: note on a worker app whether its worker's pool is a fixed set of threads.
+
+    Celery's ``threads`` pool runs tasks on its concurrency's threads for the worker's life, so
+    each may keep a connection for the store's scripts (:class:`~orchestrator.store.scripts.KeptConnection`);
+    a prefork or solo pool runs them on the main thread, which keeps one anyway, and gevent's and
+    eventlet's run each on a greenlet of its own, which must not.
+    """
+    app = getattr(sender, "app", None)
+    if isinstance(app, WorkerApp):
+        app.fixed_threads = issubclass(get_implementation(sender.pool_cls), ThreadTaskPool)
 
 
 def runtime_of(app: Celery) -> Runtime:

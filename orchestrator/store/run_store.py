@@ -29,6 +29,9 @@ class RedisRunStore:
         client: A client with ``decode_responses=True``.
         keys: The key namespace; sharded (``Keys.shards``) exactly when ``client`` is a cluster's.
         submission_ttl: Seconds a submission's idempotency key answers with its run (``ORCH_SUBMISSION_TTL``).
+        fixed_threads: The process's threads are a fixed set (a ``--pool threads`` worker's): each
+            keeps a connection for the scripts' calls, not only the main thread
+            (:class:`~orchestrator.store.scripts.KeptConnection`).
 
     Raises:
         ConfigurationError: a cluster's client with the one-Redis key layout, or the other way round.
@@ -43,20 +46,28 @@ class RedisRunStore:
         shards: int = DEFAULT_SHARDS,
         sentinel_master: str | None = None,
         submission_ttl: float = SUBMISSION_TTL,
+        fixed_threads: bool = False,
     ) -> RedisRunStore:
         """The store at ``url`` (any URL :func:`~orchestrator.store.connections.redis_client` takes); on a
         cluster the namespace is cut into ``shards`` (``ORCH_STORE_SHARDS``). Close it with :meth:`close`."""
         client = redis_client(url, sentinel_master=sentinel_master)
         keys = Keys(prefix, shards if clustered(client) else 0)
-        return cls(client, keys, submission_ttl=submission_ttl)
+        return cls(client, keys, submission_ttl=submission_ttl, fixed_threads=fixed_threads)
 
-    def __init__(self, client: Redis, keys: Keys | None = None, *, submission_ttl: float = SUBMISSION_TTL) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        keys: Keys | None = None,
+        *,
+        submission_ttl: float = SUBMISSION_TTL,
+        fixed_threads: bool = False,
+    ) -> None:
         self.redis = client
         self.keys = keys or Keys()
         if clustered(client) != self.keys.clustered:
             layout = f"{self.keys.shards} shards" if self.keys.clustered else "one shard"
             raise ConfigurationError(f"the key layout ({layout}) does not fit the client's Redis (cluster or not)")
-        scripts = Scripts.register(client)
+        scripts = Scripts.register(client, fixed_threads=fixed_threads)
         self.runs = RedisRuns(client, self.keys, scripts, submission_ttl=submission_ttl)
         self.steps = RedisSteps(client, self.keys, scripts)
         self.side_effects = RedisSideEffects(client, self.keys, scripts)

@@ -56,15 +56,16 @@ class Scripts:
     expire: Script
 
     @classmethod
-    def register(cls, client: Redis) -> Scripts:
-        kept = None if isinstance(client, RedisCluster) else KeptConnection.of(client.connection_pool)
+    def register(cls, client: Redis, *, fixed_threads: bool = False) -> Scripts:
+        """The scripts on ``client``; with ``fixed_threads``, each thread keeps a connection (``KeptConnection``)."""
+        kept = None if isinstance(client, RedisCluster) else KeptConnection.of(client.connection_pool, fixed_threads)
         return cls(**{name: LuaScript(client, source(name), kept) for name in cls.__dataclass_fields__})
 
 
 class LuaScript(Script):
     """A registered script that, told NOSCRIPT (a restarted or flushed server, a replica just promoted),
     loads itself with :func:`load` and runs once more. On one server (a plain or Sentinel-managed
-    client) each call is :func:`pooled`, on the main thread on the registered client's kept
+    client) each call is :func:`pooled`, on a thread that keeps one on the registered client's kept
     connection (``kept``, shared by the scripts of one client); a cluster client routes it by its keys."""
 
     def __init__(self, client: Redis, script: str, kept: KeptConnection | None = None) -> None:
@@ -101,7 +102,7 @@ def pooled(client: Redis, command: Sequence[EncodableT], kept: KeptConnection | 
     Redis spans when tracing is on.
     """
     pool = client.connection_pool
-    kept = kept if kept is not None and kept.here() else None
+    kept = kept if kept is not None and kept.keeps() else None
     connection = pool.get_connection() if kept is None else kept.get()
 
     def send() -> Any:
@@ -125,7 +126,7 @@ def pooled(client: Redis, command: Sequence[EncodableT], kept: KeptConnection | 
 
 
 class KeptConnection:
-    """The connection of ``pool`` the process's main thread keeps for the scripts' calls.
+    """The connection of ``pool`` a thread keeps for the scripts' calls: the main thread's, or each thread's.
 
     A checkout from redis-py's pool takes its lock, moves the connection between its sets and calls
     its metrics hooks, twice a call (out and back): about a third of what a script call costs the
@@ -135,32 +136,38 @@ class KeptConnection:
     pool still owns it (a Sentinel-managed pool owns none to a master that has been replaced; a
     forked child none of its parent's), it is connected, and one with data waiting or closed by
     the server (Redis restarted, a client timeout, a call cut short) is connected again, as the
-    pool's checkout does. Other threads (a ``--pool threads`` worker's, whose number is the
-    operator's; gevent's and eventlet's greenlets, one per task) check out and release per call, as
-    before: kept connections must not grow with them. A RESP3 client (client-side caching,
-    maintenance notifications: the pool treats their data waiting differently) keeps none.
+    pool's checkout does.
+
+    Other threads check out and release per call: kept connections must not grow with threads
+    that come and go (a server's worker threads, which end when idle, would leave theirs checked
+    out for good) nor with gevent's and eventlet's greenlets, one per task. Unless the process
+    says its threads are a fixed set (``fixed_threads``: a ``--pool threads`` worker, whose
+    threads are its concurrency and live as long as it does): then each keeps its own, as many
+    connections as the pool would hold at once at full load anyway. A RESP3 client (client-side
+    caching, maintenance notifications: the pool treats their data waiting differently) keeps none.
     """
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, fixed_threads: bool = False) -> None:
         self.pool = pool
-        self._connection: Connection | None = None
+        self.fixed_threads = fixed_threads
+        self._local = threading.local()  # its thread's connection, on each thread that keeps one
 
     @classmethod
-    def of(cls, pool: ConnectionPool) -> KeptConnection | None:
+    def of(cls, pool: ConnectionPool, fixed_threads: bool = False) -> KeptConnection | None:
         """A kept connection of ``pool``, or None for a RESP3 client's."""
-        return cls(pool) if str(pool.connection_kwargs.get("protocol") or 2) == "2" else None
+        return cls(pool, fixed_threads) if str(pool.connection_kwargs.get("protocol") or 2) == "2" else None
 
-    @staticmethod
-    def here() -> bool:
-        """Whether the calling thread is the one that keeps it (by ident: under eventlet's patched
-        ``threading`` a raw greenlet may pass for the main thread, never for its ident)."""
-        return threading.get_ident() == threading.main_thread().ident
+    def keeps(self) -> bool:
+        """Whether the calling thread keeps a connection: every thread of a fixed set, else the main
+        thread only (by ident: under eventlet's patched ``threading`` a raw greenlet may pass for
+        the main thread, never for its ident)."""
+        return self.fixed_threads or threading.get_ident() == threading.main_thread().ident
 
     def get(self) -> Connection:
-        """The kept connection, ready for a command (raises what connecting raises)."""
-        connection = self._connection
+        """The calling thread's kept connection, ready for a command (raises what connecting raises)."""
+        connection: Connection | None = getattr(self._local, "connection", None)
         if connection is None or connection.pid != os.getpid():  # a forked child never uses its parent's socket
-            connection = self._connection = self.pool.get_connection()
+            connection = self._local.connection = self.pool.get_connection()
         elif not self.pool.owns_connection(connection) or connection.should_reconnect():  # type: ignore[no-untyped-call]
             connection.disconnect()  # type: ignore[no-untyped-call]
         try:

@@ -77,7 +77,8 @@ def test_the_main_thread_keeps_one_connection_for_its_calls(
 
 
 def test_other_threads_check_out_and_release_per_call(echo: LuaScript, kept: KeptConnection, client: Redis) -> None:
-    # A `--pool threads` worker's threads (and greenlets) keep nothing: kept connections never grow with them.
+    # Threads that come and go (a server's, which end when idle) and greenlets keep nothing: kept connections
+    # never grow with them.
     assert echo(args=["main"]) == "main"
     pool = client.connection_pool
     replies: list[Any] = []
@@ -89,6 +90,30 @@ def test_other_threads_check_out_and_release_per_call(echo: LuaScript, kept: Kep
     assert sorted(replies) == [str(n) for n in range(8)]
     assert pool._in_use_connections == {kept.get()}  # the threads' connections are back in the pool
     assert pool._available_connections
+
+
+def test_each_of_a_fixed_set_of_threads_keeps_its_own(client: Redis) -> None:
+    # A `--pool threads` worker's threads live as long as it does: each keeps one, reused call after call.
+    kept = KeptConnection.of(client.connection_pool, fixed_threads=True)
+    assert kept is not None
+    echo = LuaScript(client, ECHO, kept)
+    barrier = threading.Barrier(4)
+    seen: dict[int, set[int]] = {}
+
+    def calls(n: int) -> None:
+        barrier.wait(timeout=30)  # all four at once: none can borrow another's connection
+        for call in range(3):
+            assert echo(args=[f"{n}.{call}"]) == f"{n}.{call}"
+            seen.setdefault(n, set()).add(client_id(kept.get()))
+
+    threads = [threading.Thread(target=calls, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert all(len(ids) == 1 for ids in seen.values()) and len(seen) == 4  # one connection a thread
+    assert len(set().union(*seen.values())) == 4
+    assert len(client.connection_pool._in_use_connections) == 4  # kept, not released after each call
 
 
 def test_a_kept_connection_the_server_closed_is_connected_again_before_the_call(
@@ -160,7 +185,7 @@ def test_a_resp3_client_keeps_none(redis_url: str) -> None:
 
 def _child(kept: KeptConnection, parent: int, out: Any) -> None:
     connection = kept.get()
-    out.put((id(connection) != parent, connection.pid == os.getpid(), KeptConnection.here()))
+    out.put((id(connection) != parent, connection.pid == os.getpid(), kept.keeps()))
 
 
 def test_a_forked_process_checks_out_its_own(echo: LuaScript, kept: KeptConnection) -> None:

@@ -1,14 +1,17 @@
-"""How the step runner calls a user's task in process (``workers.runtime.CeleryTasks``): pure unit tests."""
+"""How the step runner calls a user's task in process (``workers.runtime.CeleryTasks``), and what a worker's
+pool tells its runtime (``note_pool``): pure unit tests."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from celery import Celery, Task
 
+from config import Settings
 from orchestrator.errors import UnknownTask
-from workers.runtime import CeleryTasks
+from workers.runtime import CeleryTasks, WorkerApp, note_pool
 
 calls: list[str] = []
 
@@ -59,3 +62,15 @@ def test_an_unknown_or_reserved_task_is_refused_by_name(app: Celery) -> None:
         call("demo.missing", {})
     with pytest.raises(UnknownTask, match="orchestrator's or Celery's own"):
         call("celery.backend_cleanup", {})
+
+
+@pytest.mark.parametrize(
+    ("pool", "fixed"), [("threads", True), ("prefork", False), ("solo", False), ("gevent", False), ("eventlet", False)]
+)
+def test_only_a_threads_pool_has_a_fixed_set_of_threads(pool: str, fixed: bool) -> None:
+    # each of its threads then keeps a connection for the store's scripts; a greenlet never does
+    app = WorkerApp(Settings(), "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0")
+    assert app.fixed_threads is False
+    note_pool(sender=SimpleNamespace(app=app, pool_cls=pool))  # as worker_init sends it: the pool by name
+    assert app.fixed_threads is fixed
+    note_pool(sender=SimpleNamespace(app=Celery(set_as_current=False), pool_cls="threads"))  # not ours: ignored
