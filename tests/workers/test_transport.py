@@ -1,6 +1,7 @@
 """The workers' transport on real workers (``workers/transport.py``).
 
-No unacked copy of a step message; the acks of other messages ride with the next delivery's pipeline.
+No unacked copy of a step message; the acks of other messages ride with the next delivery's pipeline;
+one ``BLMPOP`` takes as many messages as the prefetch has room for (``BRPOP`` where the server has none).
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from kombu import Connection, Consumer, Exchange, Producer, Queue
 from redis import Redis
 
 from orchestrator.engine.records import RunStatus
 from orchestrator.store.keys import Keys
-from tests.integration.conftest import Orchestra, running_orchestra
+from tests.integration.conftest import Orchestra, RedisServer, running_orchestra
+from workers.transport import Transport
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +133,86 @@ def test_a_warm_shutdown_puts_its_prefetched_step_messages_back_at_once(orchestr
     orchestra.worker(name="w2")
     assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
     assert orchestra.effects() == {f"r{i}": 1 for i in range(4)}
+
+
+WIDE = {
+    "workflow": "wide",
+    "steps": {f"r{i}": {"task": "t.block", "args": {"name": f"r{i}", "seconds": 1.0}} for i in range(8)},
+}
+
+
+def _calls(client: Redis, command: str) -> int:
+    return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+@pytest.fixture
+def private(redis_server: Callable[..., RedisServer], key_prefix: str) -> Iterator[Callable[..., Orchestra]]:
+    """An orchestra on a Redis server of the test's own (its command counts are this test's alone)."""
+    made: list[Any] = []
+
+    def start(*server_args: str) -> Orchestra:
+        server = redis_server(*server_args)
+        client = Redis.from_url(server.url, decode_responses=True)
+        context = running_orchestra(server.url, key_prefix, client, lease=60.0)
+        made.append(context)
+        return context.__enter__()
+
+    yield start
+    for context in reversed(made):
+        context.__exit__(None, None, None)
+
+
+def test_one_pop_takes_as_many_messages_as_the_prefetch_has_room_for(private: Callable[..., Orchestra]) -> None:
+    """Eight ready steps and a worker with room for eight (threads 8, prefetch 1 a thread): one
+    ``BLMPOP`` brings all of them, where kombu's ``BRPOP`` takes one a round trip."""
+    orchestra = private()
+    run_id = orchestra.submit(WIDE)  # queued before the worker polls
+    orchestra.worker(pool="threads", concurrency=8)
+    deadline = time.monotonic() + 20
+    while len(orchestra.started()) < 8:
+        assert time.monotonic() < deadline, orchestra.started()
+        time.sleep(0.02)
+    assert (_calls(orchestra.redis, "blmpop"), _calls(orchestra.redis, "brpop")) == (1, 0)
+    assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
+    assert orchestra.effects() == {f"r{i}": 1 for i in range(8)}
+
+
+def test_a_server_without_blmpop_is_served_one_brpop_a_message(private: Callable[..., Orchestra]) -> None:
+    """Redis before 7.0 (or an ACL without the command): the refusal pops nothing, and the worker
+    goes on with kombu's ``BRPOP``."""
+    orchestra = private("--rename-command", "BLMPOP", "")
+    run_id = orchestra.submit(WIDE)
+    worker = orchestra.worker(pool="threads", concurrency=8)
+    assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
+    assert orchestra.effects() == {f"r{i}": 1 for i in range(8)}
+    assert _calls(orchestra.redis, "brpop") >= 8
+    assert "refuses BLMPOP" in worker.log.read_text(errors="replace")
+
+
+def test_what_one_pop_took_and_did_not_deliver_goes_back_next_in_line(redis_url: str, key_prefix: str) -> None:
+    """A delivery that raises (the broker gone while a message was being tracked) puts the messages
+    of the same pop not delivered yet back where they were, in their order."""
+    options = {"global_keyprefix": f"{key_prefix}:broker:"}
+    queue = Queue(f"{key_prefix}-q", Exchange(f"{key_prefix}-x", type="direct"), routing_key="k")
+    with Connection(redis_url, transport=Transport, transport_options=options) as connection:
+        channel = connection.channel()
+        producer = Producer(channel, exchange=queue.exchange, routing_key="k", serializer="json")
+        queue(channel).declare()
+        for n in range(5):
+            producer.publish({"n": n}, declare=[queue])
+        seen: list[int] = []
+
+        def receive(body: dict[str, int], message: Any) -> None:
+            seen.append(body["n"])
+            if body["n"] == 1:
+                raise ConnectionError("the broker went away")
+            message.ack()
+
+        with Consumer(channel, [queue], callbacks=[receive], accept=["json"]) as consumer:
+            consumer.qos(prefetch_count=5)
+            with pytest.raises(ConnectionError):
+                connection.drain_events(timeout=5)
+            assert seen == [0, 1]  # one pop of five; the second delivery raised
+            seen.clear()
+            connection.drain_events(timeout=5)
+        assert seen == [2, 3, 4]  # back on the queue, next in line and in order
