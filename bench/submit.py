@@ -21,7 +21,7 @@ which records the run and its roots and pushes their messages), of which ``plan 
 Publishing alone starts from the same deliveries, so ``deliveries`` is all on top.
 
 The process's heap: each shape is measured twice in the same run, first in this process as it is
-(``live``), then, on a second coordinator of its own, after :func:`orchestrator.services.freeze_heap`,
+(``live``), then, on a second coordinator of its own, after :func:`orchestrator.api.app.freeze_heap`,
 which ``orchestrator api`` calls once it has started (``frozen``: its modules, app and connections
 out of the cyclic collector's reach; the second coordinator compiles its plans after, as the API
 does on its first request). ``full collections`` is the time the collector spent in full
@@ -67,10 +67,10 @@ from rich.table import Table
 from bench.processes import Processes
 from bench.report import Target, console, median, percentile, targets_table, write
 from bench.systems import Ours
+from orchestrator.api.app import freeze_heap
 from orchestrator.broker.dispatch import CeleryDispatcher
 from orchestrator.definition.models import Workflow
 from orchestrator.engine.coordinator import Coordinator
-from orchestrator.services import freeze_heap
 
 DURATION = re.compile(r"app;dur=([0-9.]+)")
 API_WORKFLOW = "chain-10"

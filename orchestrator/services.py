@@ -8,7 +8,6 @@ worker package.
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -179,18 +178,6 @@ def workflow_queues(registry: WorkflowRegistry) -> set[str]:
     for workflow in registry.workflows.values():
         names |= {q for q in (workflow.defaults.queue, *(s.queue for s in workflow.steps.values())) if q}
     return names
-
-
-def freeze_heap() -> None:
-    """Take what a long-running process holds once it has started out of the cyclic garbage
-    collector's reach (``gc.freeze``): its modules, app and connections, about 120,000 objects in
-    the API. A full collection scans every object the collector tracks, and what triggers one is
-    whatever a request keeps alive at once (a run of 10,000 roots builds 10,000 messages), so
-    each would walk all of startup's objects to find nothing: 80-90 ms on the benchmark machine,
-    6-20 ms once they are frozen (``docs/benchmarks.md``). Frozen objects are never collected:
-    startup's garbage is collected first. Only the process's entry point calls this, once."""
-    gc.collect()
-    gc.freeze()
 
 
 @contextlib.contextmanager

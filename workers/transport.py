@@ -1,5 +1,4 @@
-"""kombu's Redis transports with three fixes and three savings: no copy of a step message, acks ride
-along, one pop for as many messages as the prefetch has room for.
+"""kombu's Redis transports with three fixes and three savings: no step message copy, acks ride along, one pop.
 
 1. **Closing a channel whose connection has just died.** When the broker connection drops while a
    BRPOP is in flight, kombu's ``Channel.close`` first reads that BRPOP's reply. On the dead
@@ -52,9 +51,14 @@ When the prefetch has room for several (a ``--pool threads`` worker when a fan-i
 level, a worker started on a backlog), one ``BLMPOP`` (Redis 7.0) with the same keys in the same
 order takes up to that many from the first list that has any, oldest first, and delivers each as
 kombu would have one by one (:data:`POP_LIMIT` at most). A burst of 150 ready steps on 32 threads
-took 0.15 pops a message instead of 1 (``docs/benchmarks.md``). A delivery that raises puts the
-messages of its pop not delivered yet back where they were, next in line. A server that refuses
-``BLMPOP`` (before 7.0; an ACL without it) pops nothing in its refusal, and the channel goes on
+took 0.15 pops a message instead of 1 (``docs/benchmarks.md``). What changes: a node takes what
+its prefetch allows at once, so a burst smaller than one idle node's room goes to that node
+rather than one message at a time to every idle node; across several queues kombu's fair cycle
+turns once a pop. What a pop brought and did not deliver (the room shrank meanwhile, a delivery
+raised, the channel closed) goes back next in line. Should the broker fail between a pop and the
+unacked copies of the messages it brought, the steps among them come back from the outbox and the
+others are lost: a pop's worth, where ``BRPOP`` risked one. A server that refuses ``BLMPOP``
+(before 7.0, an ACL or a proxy without it) pops nothing in its refusal, and the channel goes on
 with kombu's ``BRPOP``; with room for one it is kombu's ``BRPOP`` anyway.
 """
 
@@ -67,7 +71,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from queue import Empty
-from time import monotonic
 from typing import Any
 
 from kombu.transport import redis, virtual
@@ -221,14 +224,16 @@ class _ReliableChannel(redis.Channel):
     Message = _Message
     QoS = QoS
     poison_handler: PoisonHandler | None = None
-    _multi_pop = True  # until the server refuses BLMPOP (before Redis 7.0, or an ACL without it)
-    _popping = 1  # messages the pop in flight may bring
+    _multi_pop = True  # until the server refuses BLMPOP (before Redis 7.0, an ACL without it, a proxy)
+    _pop: tuple[Any, int] | None = None  # the BLMPOP in flight: its connection, and how many it may bring
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         """Pop as many messages as the prefetch has room for in one ``BLMPOP`` (kombu pops one per
-        ``BRPOP``, a round trip and a turn of the event loop each). The same keys in the same order
-        (priority lists first, the queues in kombu's fair cycle): it takes them from the first list
-        that has any, oldest first, as that many BRPOP calls would; with room for one, kombu's own."""
+        ``BRPOP``, a round trip and a turn of the event loop each), on the same keys in the same
+        order: from the first list that has any, oldest first, so priorities keep kombu's order;
+        across several queues kombu's fair cycle turns once a pop, not once a message. With room
+        for one, kombu's own ``BRPOP``."""
+        self._pop = None
         room = self.qos.can_consume_max_estimate()
         room = POP_LIMIT if room is None else min(room, POP_LIMIT)
         if room < 2 or not self._multi_pop:
@@ -239,15 +244,19 @@ class _ReliableChannel(redis.Channel):
             return
         keys = [self.global_keyprefix + self._q_for_pri(q, pri) for pri in self.priority_steps for q in queues]
         wait = self.brpop_timeout if timeout is None else timeout
-        self._in_poll = self.client.connection
-        self._brpop_sent_at = monotonic()  # type: ignore[assignment] # kombu declares it None
-        self._popping = room
-        self.client.connection.send_command("BLMPOP", wait or 0, len(keys), *keys, "RIGHT", "COUNT", room)
+        connection = self.client.connection
+        self._in_poll = connection
+        self._brpop_sent_at = time.monotonic()  # type: ignore[assignment] # kombu declares it None
+        self._pop = (connection, room)
+        connection.send_command("BLMPOP", wait or 0, len(keys), *keys, "RIGHT", "COUNT", room)
 
     def close(self) -> None:
+        """What a pop still in flight brought goes back next in line, undelivered: kombu would
+        deliver it to a consumer already cancelled (a warm shutdown cancels first), which rejects
+        each message to the back of its queue."""
         if self._in_poll:
             try:
-                self._brpop_read()
+                self._push_back(*self._read_pop())
             except Empty:
                 pass
             except self.connection_errors:
@@ -255,56 +264,75 @@ class _ReliableChannel(redis.Channel):
         super().close()
 
     def _brpop_read(self, **options: Any) -> bool:
-        # kombu's own read (kombu 5.7), of a BLMPOP's messages too, each checked before it is delivered.
-        multi = self._popping > 1
+        key, items = self._read_pop(**options)
+        queue = key.rsplit(self.sep, 1)[0]
+        self._queue_cycle.rotate(queue)
+        self._deliver_all(items, key, queue)
+        return True
+
+    def _read_pop(self, **options: Any) -> tuple[str, list[bytes]]:
+        """The reply of the pop in flight (kombu 5.7's read, for a ``BLMPOP`` too): the list it
+        popped (its key without the global prefix) and what it took, oldest first.
+
+        Raises:
+            Empty: nothing came: a timeout, a key of another type (renamed aside), a refused
+                ``BLMPOP`` (which pops nothing: ``BRPOP`` from then on).
+        """
+        connection = self.client.connection
+        pop, self._pop = self._pop, None
+        multi = pop is not None and pop[0] is connection  # a reply on another connection is a BRPOP's
         try:
             try:
-                reply = self.client.parse_response(self.client.connection, "BLMPOP" if multi else "BRPOP", **options)
+                reply = self.client.parse_response(connection, "BLMPOP" if multi else "BRPOP", **options)
             except self.connection_errors:
-                self.client.connection.disconnect()
+                connection.disconnect()
                 raise
             except ResponseError as exc:
-                if multi and _refused(exc):  # nothing was popped: BRPOP from now on
-                    self._multi_pop = False
-                    log.info("the broker refuses BLMPOP (%s): one BRPOP per message from now on", exc)
+                if "WRONGTYPE" in str(exc):
+                    self._move_aside_wrong_types()
                     raise Empty() from None
-                if "WRONGTYPE" not in str(exc):
+                if not multi:
                     raise
-                self._move_aside_wrong_types()
+                self._multi_pop = False
+                log.warning("the broker refused BLMPOP (%s): one BRPOP a message from now on", exc)
                 raise Empty() from None
             if not reply:
                 raise Empty()
-            if multi:  # kombu's client strips the key prefix from a BRPOP reply only
+            if multi:  # kombu's client strips the global prefix from a BRPOP's reply only
                 dest, items = reply
-                key = bytes_to_str(dest)[len(self.global_keyprefix) :]
-            else:
-                dest, item = reply
-                key, items = bytes_to_str(dest), [item]
-            queue = key.rsplit(self.sep, 1)[0]
-            self._queue_cycle.rotate(queue)
-            self._deliver_all(items, key, queue)
-            return True
+                return bytes_to_str(dest)[len(self.global_keyprefix) :], list(items)
+            dest, item = reply
+            return bytes_to_str(dest), [item]
         finally:
             self._in_poll = None  # type: ignore[assignment]
-            self._popping = 1
             self._flush_brpop_reauth()
 
     def _deliver_all(self, items: list[bytes], key: str, queue: str) -> None:
-        """Deliver what one pop took, in order. If a delivery raises (the broker went away while a
-        message was being tracked), the ones not delivered yet go back where they were, next in line."""
+        """Deliver what one pop took, oldest first, while the prefetch has room (it can shrink while
+        a pop is in flight). What is left, the room gone or a delivery raising (the broker lost
+        while a message was being tracked), goes back next in line."""
         for n, item in enumerate(items):
+            if n and not self.qos.can_consume():
+                self._push_back(key, items[n:])
+                return
             try:
-                self._deliver_checked(item, queue)
+                self._deliver_checked(item, queue, key)
             except BaseException:
-                rest = items[n + 1 :]
-                if rest:
-                    try:
-                        self.client.rpush(key, *reversed(rest))
-                    except Exception:  # steps among them come back from the outbox; others are lost
-                        log.exception("could not put %d popped messages back on %s", len(rest), key)
+                self._push_back(key, items[n + 1 :])
                 raise
 
-    def _deliver_checked(self, item: bytes | str, queue: str) -> None:
+    def _push_back(self, key: str, items: list[bytes]) -> None:
+        """Put popped messages that were never delivered back at the head of their list, in order."""
+        if not items:
+            return
+        try:
+            self.client.rpush(key, *reversed(items))
+        except Exception:  # the broker is gone: the steps among them come back from the outbox
+            log.exception(
+                "could not put %d popped messages back on %s; any that are not steps are lost", len(items), key
+            )
+
+    def _deliver_checked(self, item: bytes | str, queue: str, key: str) -> None:
         try:
             payload = loads(bytes_to_str(item))
             if not isinstance(payload, dict):
@@ -318,7 +346,7 @@ class _ReliableChannel(redis.Channel):
             if "WRONGTYPE" not in str(exc):
                 raise
             # The message could not be tracked as unacked: put it back where it came from.
-            self.client.rpush(self._q_for_pri(queue, 0), item)
+            self.client.rpush(key, item)
             self._move_aside_wrong_types()
 
     def _poison(self, item: bytes | str, queue: str, reason: str) -> None:
@@ -350,12 +378,6 @@ class _ReliableChannel(redis.Channel):
                     kind,
                     aside,
                 )
-
-
-def _refused(exc: ResponseError) -> bool:
-    """Whether a reply says the server has no ``BLMPOP`` (before 7.0) or the user may not run it."""
-    text = str(exc).lower()
-    return "unknown command" in text or "no permissions" in text or "noperm" in text
 
 
 class Channel(_ReliableChannel):

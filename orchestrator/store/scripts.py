@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -143,14 +144,16 @@ class KeptConnection:
     out for good) nor with gevent's and eventlet's greenlets, one per task. Unless the process
     says its threads are a fixed set (``fixed_threads``: a ``--pool threads`` worker, whose
     threads are its concurrency and live as long as it does): then each keeps its own, as many
-    connections as the pool would hold at once at full load anyway. A RESP3 client (client-side
-    caching, maintenance notifications: the pool treats their data waiting differently) keeps none.
+    connections as the pool would hold at once at full load anyway, and a thread that ends
+    anyway (one a task started, an in-process worker's once stopped) gives its connection back
+    to the pool as its thread-local state goes. A RESP3 client (client-side caching, maintenance
+    notifications: the pool treats their data waiting differently) keeps none.
     """
 
     def __init__(self, pool: ConnectionPool, fixed_threads: bool = False) -> None:
         self.pool = pool
         self.fixed_threads = fixed_threads
-        self._local = threading.local()  # its thread's connection, on each thread that keeps one
+        self._local = threading.local()  # a _Slot on each thread that keeps one
 
     @classmethod
     def of(cls, pool: ConnectionPool, fixed_threads: bool = False) -> KeptConnection | None:
@@ -165,9 +168,12 @@ class KeptConnection:
 
     def get(self) -> Connection:
         """The calling thread's kept connection, ready for a command (raises what connecting raises)."""
-        connection: Connection | None = getattr(self._local, "connection", None)
+        slot: _Slot | None = getattr(self._local, "slot", None)
+        if slot is None:
+            slot = self._local.slot = _Slot(self.pool)
+        connection = slot.box[0]
         if connection is None or connection.pid != os.getpid():  # a forked child never uses its parent's socket
-            connection = self._local.connection = self.pool.get_connection()
+            connection = slot.box[0] = self.pool.get_connection()
         elif not self.pool.owns_connection(connection) or connection.should_reconnect():  # type: ignore[no-untyped-call]
             connection.disconnect()  # type: ignore[no-untyped-call]
         try:
@@ -176,6 +182,24 @@ class KeptConnection:
             connection.disconnect()  # type: ignore[no-untyped-call]
             raise
         return connection
+
+
+class _Slot:
+    """Where one thread keeps its connection; when the thread ends, its thread-local state and this
+    slot with it go, and the connection goes back to the pool it came from."""
+
+    __slots__ = ("box", "__weakref__")
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.box: list[Connection | None] = [None]
+        finalizer = weakref.finalize(self, _give_back, pool, self.box)  # the box, never the slot itself
+        finalizer.atexit = False  # at exit, or in a forked child, there is nothing to give back
+
+
+def _give_back(pool: ConnectionPool, box: list[Connection | None]) -> None:
+    connection = box[0]
+    if connection is not None and connection.pid == os.getpid():
+        pool.release(connection)
 
 
 def _ready(connection: Connection) -> None:

@@ -46,6 +46,7 @@ def client(redis_url: str) -> Iterator[Redis]:
     client = Redis(connection_pool=pool)
     yield client
     client.close()
+    pool.disconnect()  # a pool given to the client is not the client's to close
 
 
 @pytest.fixture
@@ -97,14 +98,16 @@ def test_each_of_a_fixed_set_of_threads_keeps_its_own(client: Redis) -> None:
     kept = KeptConnection.of(client.connection_pool, fixed_threads=True)
     assert kept is not None
     echo = LuaScript(client, ECHO, kept)
-    barrier = threading.Barrier(4)
     seen: dict[int, set[int]] = {}
+    in_use: list[int] = []
+    barrier = threading.Barrier(4, action=lambda: in_use.append(len(client.connection_pool._in_use_connections)))
 
     def calls(n: int) -> None:
         barrier.wait(timeout=30)  # all four at once: none can borrow another's connection
         for call in range(3):
             assert echo(args=[f"{n}.{call}"]) == f"{n}.{call}"
             seen.setdefault(n, set()).add(client_id(kept.get()))
+        barrier.wait(timeout=30)  # all four done, none ended yet: the barrier's action counts them
 
     threads = [threading.Thread(target=calls, args=(n,)) for n in range(4)]
     for thread in threads:
@@ -113,7 +116,20 @@ def test_each_of_a_fixed_set_of_threads_keeps_its_own(client: Redis) -> None:
         thread.join(timeout=30)
     assert all(len(ids) == 1 for ids in seen.values()) and len(seen) == 4  # one connection a thread
     assert len(set().union(*seen.values())) == 4
-    assert len(client.connection_pool._in_use_connections) == 4  # kept, not released after each call
+    assert in_use == [0, 4]  # none before their calls; after, kept, not released after each call
+    assert not client.connection_pool._in_use_connections  # and given back as their threads ended
+
+
+def test_a_thread_that_ends_gives_its_kept_connection_back(client: Redis) -> None:
+    # A thread a task started, or an in-process worker's once it stops: its connection is not lost to the pool.
+    kept = KeptConnection.of(client.connection_pool, fixed_threads=True)
+    assert kept is not None
+    echo = LuaScript(client, ECHO, kept)
+    thread = threading.Thread(target=lambda: echo(args=["once"]))
+    thread.start()
+    thread.join(timeout=30)
+    pool = client.connection_pool
+    assert not pool._in_use_connections and len(pool._available_connections) == 1
 
 
 def test_a_kept_connection_the_server_closed_is_connected_again_before_the_call(

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -186,18 +188,24 @@ def test_a_server_without_blmpop_is_served_one_brpop_a_message(private: Callable
     assert orchestra.wait(run_id).status is RunStatus.SUCCEEDED
     assert orchestra.effects() == {f"r{i}": 1 for i in range(8)}
     assert _calls(orchestra.redis, "brpop") >= 8
-    assert "refuses BLMPOP" in worker.log.read_text(errors="replace")
+    assert "refused BLMPOP" in worker.log.read_text(errors="replace")
+
+
+@contextmanager
+def kombu_channel(redis_url: str, key_prefix: str) -> Iterator[tuple[Connection, Any, Queue, Producer]]:
+    """A kombu connection on the workers' transport, a channel, a queue declared on it and a producer."""
+    options = {"global_keyprefix": f"{key_prefix}:broker:"}
+    queue = Queue(f"{key_prefix}-q", Exchange(f"{key_prefix}-x", type="direct"), routing_key="k")
+    with Connection(redis_url, transport=Transport, transport_options=options) as connection:
+        channel = connection.channel()
+        queue(channel).declare()
+        yield connection, channel, queue, Producer(channel, exchange=queue.exchange, routing_key="k", serializer="json")
 
 
 def test_what_one_pop_took_and_did_not_deliver_goes_back_next_in_line(redis_url: str, key_prefix: str) -> None:
     """A delivery that raises (the broker gone while a message was being tracked) puts the messages
     of the same pop not delivered yet back where they were, in their order."""
-    options = {"global_keyprefix": f"{key_prefix}:broker:"}
-    queue = Queue(f"{key_prefix}-q", Exchange(f"{key_prefix}-x", type="direct"), routing_key="k")
-    with Connection(redis_url, transport=Transport, transport_options=options) as connection:
-        channel = connection.channel()
-        producer = Producer(channel, exchange=queue.exchange, routing_key="k", serializer="json")
-        queue(channel).declare()
+    with kombu_channel(redis_url, key_prefix) as (connection, channel, queue, producer):
         for n in range(5):
             producer.publish({"n": n}, declare=[queue])
         seen: list[int] = []
@@ -216,3 +224,30 @@ def test_what_one_pop_took_and_did_not_deliver_goes_back_next_in_line(redis_url:
             seen.clear()
             connection.drain_events(timeout=5)
         assert seen == [2, 3, 4]  # back on the queue, next in line and in order
+
+
+def test_a_pop_cut_off_by_a_lost_connection_leaves_the_next_pop_its_own_reply(redis_url: str, key_prefix: str) -> None:
+    """kombu's health check drops a connection whose pop never answered and pops again on a new one;
+    with room for one by then, that pop is a ``BRPOP``, and its reply is read as one."""
+    with kombu_channel(redis_url, key_prefix) as (connection, channel, queue, producer):
+        seen: list[int] = []
+
+        def receive(body: dict[str, int], message: Any) -> None:
+            seen.append(body["n"])
+            message.ack()
+
+        with Consumer(channel, [queue], callbacks=[receive], accept=["json"]) as consumer:
+            consumer.qos(prefetch_count=5)
+            with pytest.raises(socket.timeout):
+                connection.drain_events(timeout=0.2)  # a BLMPOP for five, in flight on an empty queue
+            channel.client.connection.disconnect()  # no reply read: kombu forgets the pop in flight
+            assert not channel._in_poll
+            consumer.qos(prefetch_count=1)
+            producer.publish({"n": 7}, declare=[queue])
+            connection.drain_events(timeout=5)  # a BRPOP now: room for one
+            assert seen == [7]
+            for n in range(3):
+                producer.publish({"n": n}, declare=[queue])
+            consumer.qos(prefetch_count=5)
+            connection.drain_events(timeout=5)  # room again: one BLMPOP for the three
+            assert seen == [7, 0, 1, 2]
