@@ -199,7 +199,17 @@ class QoS(redis.QoS):
         when a delivery is still unacked, so a worker stopped right after its last ack would
         otherwise close with that ack unsent."""
         self._flush_before_closing()
-        return super().restore_unacked_once(stderr)
+        try:
+            return super().restore_unacked_once(stderr)
+        finally:
+            self._close_client()
+
+    def _close_client(self) -> None:
+        """The channel is closing, after kombu disconnected its pools: the connection the last
+        acks and restores took from them again is closed too, not left to the garbage collector."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.connection_pool.disconnect()
 
     def restore_unacked(self, client: Any = None) -> None:
         self._flush_before_closing()
@@ -225,7 +235,7 @@ class _ReliableChannel(redis.Channel):
     QoS = QoS
     poison_handler: PoisonHandler | None = None
     _multi_pop = True  # until the server refuses BLMPOP (before Redis 7.0, an ACL without it, a proxy)
-    _pop: tuple[Any, int] | None = None  # the BLMPOP in flight: its connection, and how many it may bring
+    _blmpop_on: Any = None  # the connection a BLMPOP is in flight on (any other pop is a BRPOP)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         """Pop as many messages as the prefetch has room for in one ``BLMPOP`` (kombu pops one per
@@ -233,7 +243,7 @@ class _ReliableChannel(redis.Channel):
         order: from the first list that has any, oldest first, so priorities keep kombu's order;
         across several queues kombu's fair cycle turns once a pop, not once a message. With room
         for one, kombu's own ``BRPOP``."""
-        self._pop = None
+        self._blmpop_on = None
         room = self.qos.can_consume_max_estimate()
         room = POP_LIMIT if room is None else min(room, POP_LIMIT)
         if room < 2 or not self._multi_pop:
@@ -247,7 +257,7 @@ class _ReliableChannel(redis.Channel):
         connection = self.client.connection
         self._in_poll = connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment] # kombu declares it None
-        self._pop = (connection, room)
+        self._blmpop_on = connection
         connection.send_command("BLMPOP", wait or 0, len(keys), *keys, "RIGHT", "COUNT", room)
 
     def close(self) -> None:
@@ -279,8 +289,7 @@ class _ReliableChannel(redis.Channel):
                 ``BLMPOP`` (which pops nothing: ``BRPOP`` from then on).
         """
         connection = self.client.connection
-        pop, self._pop = self._pop, None
-        multi = pop is not None and pop[0] is connection  # a reply on another connection is a BRPOP's
+        multi, self._blmpop_on = self._blmpop_on is connection, None  # on another connection: a BRPOP's
         try:
             try:
                 reply = self.client.parse_response(connection, "BLMPOP" if multi else "BRPOP", **options)
