@@ -179,7 +179,7 @@ class Coordinator:
         self.observe(Change(EventKind.RETRIED, run_id, plan.workflow, started_by=by))
         if reset.start:
             self.store.steps.mark_queued(run_id, reset.start, self.lease_seconds)
-            self._send(plan, [StepMessage.of(Unit(run_id, s), plan.plan_id, epoch=reset.epoch) for s in reset.start])
+            self._send(plan, StepMessage.of_steps(run_id, plan.plan_id, reset.start, reset.epoch))
         for step in reset.skip:
             self.finish(plan, Unit(run_id, step), "", Outcome.skipped(), epoch=reset.epoch)
         return self.get(run_id)
@@ -227,7 +227,7 @@ class Coordinator:
             if current.verdict is not CompleteVerdict.OK:
                 continue
             if current.fired:
-                fired = [StepMessage.of(Unit(unit.run_id, s), plan.plan_id, epoch=current.epoch) for s in current.fired]
+                fired = StepMessage.of_steps(unit.run_id, plan.plan_id, current.fired, current.epoch)
                 pushed = set(current.pushed)
                 self._publish(plan, [m for m in fired if m.step not in pushed])
                 self._queued(plan, fired)
@@ -384,14 +384,14 @@ class Coordinator:
     @staticmethod
     def _roots(plan: Plan, run_id: str) -> list[Delivery]:
         """The first messages of a new run of ``plan``."""
-        return [Delivery.of(plan, StepMessage.of(Unit(run_id, s), plan.plan_id)) for s in plan.roots]
+        return [Delivery.of(plan, m) for m in StepMessage.of_steps(run_id, plan.plan_id, plan.roots)]
 
     def _complete(self, plan: Plan, unit: Unit, task_id: str, outcome: Outcome, epoch: int | None = None) -> Completion:
         """Record a step's end; with the run's ``epoch`` known, hand the store its dependents' messages to push."""
         dependents = plan.steps[unit.step].dependents
         outbound = None
         if epoch is not None and dependents:
-            messages = [StepMessage.of(Unit(unit.run_id, d), plan.plan_id, epoch=epoch) for d in dependents]
+            messages = StepMessage.of_steps(unit.run_id, plan.plan_id, dependents, epoch)
             built = self.dispatcher.outbound([Delivery.of(plan, m) for m in messages])
             outbound = None if built is None else dict(zip(dependents, built, strict=True))
         completion = self.store.steps.complete(

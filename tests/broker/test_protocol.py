@@ -23,6 +23,7 @@ import httpx
 import pytest
 from celery import Celery
 from kombu.transport.redis import Channel
+from pydantic import ValidationError
 from redis import Redis
 
 from orchestrator.broker import protocol
@@ -123,6 +124,21 @@ def test_a_built_message_is_the_one_send_task_publishes(fields: tuple[Any, ...],
         if eta_ours:
             assert abs(_epoch(eta_ours) - _epoch(eta_theirs)) < 0.1
         assert ours == theirs
+
+
+@pytest.mark.parametrize("epoch", [0, 3])
+def test_messages_validated_at_once_are_the_ones_built_one_by_one(epoch: int) -> None:
+    """``StepMessage.of_steps`` (a run's roots, a completion's dependents) makes the messages ``of``
+    makes, with the same keyword arguments on the wire, and refuses what ``of`` refuses."""
+    steps = ["a", "b", "c"]
+    batch = StepMessage.of_steps("r1", "p1", steps, epoch)
+    single = [StepMessage.of(Unit("r1", s), "p1", epoch=epoch) for s in steps]
+    assert batch == single
+    assert [m.kwargs() for m in batch] == [m.kwargs() for m in single]
+    with pytest.raises(ValidationError):
+        StepMessage.of_steps("r1", "p1", ["a", ""], epoch)
+    with pytest.raises(ValidationError):
+        StepMessage.of_steps("r1", "p1", ["a"], True)  # strict, as the model is: not an int
 
 
 def test_messages_built_from_one_template_differ_in_all_their_own_values() -> None:

@@ -482,6 +482,36 @@ def test_the_roots_of_a_wide_run_are_pushed_in_batches_in_the_order_single_pushe
     assert stats["cmdstat_zadd"]["calls"] == 2 + 3  # the two run indexes, then 2,500 guards: 1,000, 1,000, 500
 
 
+def test_a_run_without_an_idempotency_key_pushes_its_roots_after_its_script_in_the_same_round_trip(
+    store: RedisRunStore,
+) -> None:
+    """Nothing can stop a run without a key being created, so its roots' messages are ``LPUSH`` ed in
+    the script's pipeline rather than passed through it; a server that lost its scripts (a restart)
+    runs the pushes all the same and the script once more: the run is recorded once, each message
+    pushed once."""
+    plan = _plan({"a": {"task": "t"}, "b": {"task": "t"}, "c": {"task": "t", "needs": ["a", "b"]}})
+    outbound = {s: Outbound(f"task-{s}", "default", 0, f"message-{s}") for s in plan.roots}
+    queue = store.keys.queue_list("default", 0)
+    for run_id in ("r1", "r2"):
+        if run_id == "r2":
+            store.redis.script_flush()  # as after a Redis restart without persistence of scripts
+        store.redis.config_resetstat()
+        assert store.runs.create(NewRun(run_id, plan, {}, Trigger.API, 60), None, outbound) == (run_id, True)
+        stats = store.redis.info("commandstats")
+        assert stats["cmdstat_lpush"]["calls"] == 1
+        assert stats["cmdstat_evalsha"]["calls"] == (1 if run_id == "r1" else 2)  # NOSCRIPT, then once more
+        assert store.redis.lrange(queue, 0, -1) == ["message-b", "message-a"]
+        store.redis.delete(queue)
+        assert {s: store.redis.hget(store.keys.step(run_id, s), "status") for s in "abc"} == {
+            "a": "queued",
+            "b": "queued",
+            "c": None,
+        }
+        outbox = store.redis.zrange(store.keys.shard(run_id).outbox(), 0, -1)
+        assert {str(Unit(run_id, "a")), str(Unit(run_id, "b"))} <= set(outbox)
+        assert [e.event for e in store.runs.history(run_id)] == ["submitted", "queued", "queued"]
+
+
 def test_events_recorded_in_a_loop_keep_the_history_bounded(store: RedisRunStore) -> None:
     """``lib.lua`` ``writes.record``: the events of a loop (a wide run's ``queued``, a completion's
     fired dependents) are added without trimming each time, then the stream is trimmed once, to

@@ -23,6 +23,8 @@
 --
 -- A root with a message is pushed onto its queue here (the broker is this Redis), like the
 -- dependents complete.lua fires; its outbox entry guards it all the same until a claim ends it.
+-- The caller passes messages only with an idempotency key (only this script can tell whether the
+-- run is created); without one it pushes them itself, right after this call in the same pipeline.
 --
 -- Returns {'created'} or {'exists', run id}.
 local run, runs, runs_of, history, outbox, submission = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
