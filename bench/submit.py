@@ -21,13 +21,13 @@ the run's script, which records the run and its roots, and the pushes of their m
 Publishing alone starts from the same deliveries, so ``deliveries`` is all on top.
 
 The process's heap: each shape is measured twice in the same run, first in this process as it is
-(``live``), then, on a second coordinator of its own, after :func:`orchestrator.api.app.freeze_heap`,
-which ``orchestrator api`` calls once it has started (``frozen``: its modules, app and connections
-out of the cyclic collector's reach; the second coordinator compiles its plans after, as the API
-does on its first request). ``full collections`` is the time the collector spent in full
-(generation 2) collections during the submits; a run of 10,000 roots keeps enough objects alive
-at once to start one about every other submit. The targets are the ``frozen`` rows: the
-process that takes submits is the API.
+(``live``), then on a second coordinator of its own as ``orchestrator api`` starts (``frozen``):
+the workflows compiled first, as the API compiles those of its ``ORCH_WORKFLOWS_DIR``
+(``Services.compile_registered``), then :func:`orchestrator.api.app.freeze_heap`, which takes
+its modules, app, connections and those plans out of the cyclic collector's reach. ``full
+collections`` is the time the collector spent in full (generation 2) collections during the
+submits; a run of 10,000 roots keeps enough objects alive at once to start one about every
+other submit. The targets are the ``frozen`` rows: the process that takes submits is the API.
 
 "Publishing its roots" is measured beside each submit: the same roots' messages published alone,
 as a coordinator whose broker is not the store publishes them (``Dispatcher.send``: build each
@@ -307,6 +307,11 @@ def api_table(kinds: dict[str, Latencies], rounds: int) -> Table:
 
 
 def run_coordinator(ours: Ours, args: argparse.Namespace, steps: int, out: Console, heap: str) -> list[Shape]:
+    shapes = [Shape("chain", ours.workflow(chain(steps)), heap), Shape("wide", ours.workflow(wide(steps)), heap)]
+    if heap == "frozen":  # as `orchestrator api` starts: its directory's workflows compiled, then its heap frozen
+        for shape in shapes:
+            ours.coordinator.compile(shape.workflow)
+        freeze_heap()
     phases = Phases()
     phases.wrap(ours.coordinator, "compile", "compile")
     phases.wrap(ours.coordinator, "_roots", "deliveries")
@@ -314,7 +319,6 @@ def run_coordinator(ours: Ours, args: argparse.Namespace, steps: int, out: Conso
     phases.wrap(ours.store.runs, "save_plan", "plan_write")
     phases.wrap(ours.coordinator.dispatcher, "outbound", "build")
     publisher = CeleryDispatcher(ours.app)  # a broker that is not the store: the dispatcher publishes
-    shapes = [Shape("chain", ours.workflow(chain(steps)), heap), Shape("wide", ours.workflow(wide(steps)), heap)]
     for shape in shapes:  # the plan's first write, and whatever else a first call warms
         submit_once(ours, phases, shape, publisher)
     for n in range(args.rounds):
@@ -374,8 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     with Processes(keep=args.keep) as processes:
         live = Ours(processes)
         shapes = run_coordinator(live, args, steps, out, "live")
-        freeze_heap()  # what `orchestrator api` does once started
-        frozen = Ours(processes, prefix="bench-frozen")  # its plans compiled after, as the API's
+        frozen = Ours(processes, prefix="bench-frozen")
         shapes += run_coordinator(frozen, args, steps, out, "frozen")
         kinds = run_api(processes, frozen, args, out)
         live.close()

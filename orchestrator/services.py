@@ -109,6 +109,15 @@ class Services:
             self.store.archive, self.history.writer, batch_size=options.batch_size, lock_seconds=options.lock_seconds
         )
 
+    def compile_registered(self) -> int:
+        """Compile the plans of the registry's workflows now, as many as the coordinator keeps, so
+        that no submit of one pays its compile (a 10,000-step workflow: about half a second); the
+        API does it as it starts. Returns how many."""
+        workflows = list(self.registry().workflows.values())[: self.coordinator.plans.size]
+        for workflow in workflows:
+            self.coordinator.compile(workflow)
+        return len(workflows)
+
     def registry(self) -> WorkflowRegistry:
         """The workflows of ``ORCH_WORKFLOWS_DIR``, read again when a file there changed."""
         if self._registry is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -31,6 +32,8 @@ from orchestrator.ui import router as ui_router
 from orchestrator.ui import takes_form
 
 JSON_TYPES = ("application/json",)
+
+log = logging.getLogger(__name__)
 
 
 class _TooLarge(Exception):  # noqa: N818 - caught right above where it is raised
@@ -130,6 +133,9 @@ def create_api(settings: Settings | None = None, *, own_process: bool = False) -
             exporter = None
             if svc.history is not None and settings.history.export_in_api:
                 exporter = Background(svc.exporter(), settings.history.poll_interval).start()
+            started = time.perf_counter()
+            compiled = svc.compile_registered()
+            log.info("compiled %d workflows in %.0f ms", compiled, (time.perf_counter() - started) * 1000)
             if own_process:
                 freeze_heap()
             try:

@@ -1,4 +1,5 @@
-"""The API app and the process it runs in: the heap frozen once the app that is the process's has started."""
+"""The API app and the process it runs in: its directory's workflows compiled as it starts, and the heap
+frozen once the app that is the process's has started."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from config import Settings
 from orchestrator.api.app import create_api
+from orchestrator.plan import cache
 
 
 @pytest.fixture
@@ -43,6 +45,27 @@ def test_the_process_app_freezes_the_heap_once_started(unfrozen: None, settings:
     before, started = frozen_once_started(settings, own_process=True)
     assert before == 0
     assert started > 10_000  # modules, the app, its connections: all of startup
+
+
+def test_the_app_compiles_its_directory_s_workflows_as_it_starts_and_no_submit_compiles_them_again(
+    unfrozen: None, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert settings.workflows_dir is not None
+    for name in ("alpha", "beta"):
+        (settings.workflows_dir / f"{name}.yaml").write_text(f"workflow: {name}\nsteps:\n  a: {{task: demo.fetch}}\n")
+    compiled: list[str] = []
+    real = cache.compile_workflow
+    monkeypatch.setattr(cache, "compile_workflow", lambda w, base: compiled.append(w.workflow) or real(w, base))
+    api = create_api(settings, own_process=True)
+
+    async def start() -> None:
+        async with api.router.lifespan_context(api):
+            assert sorted(compiled) == ["alpha", "beta"]  # before the heap froze, with it
+            svc = api.state.services
+            svc.coordinator.submit(svc.registry().get("alpha"))
+            assert sorted(compiled) == ["alpha", "beta"]
+
+    anyio.run(start)
 
 
 def test_an_app_mounted_in_another_process_leaves_its_collector_alone(unfrozen: None, settings: Settings) -> None:
