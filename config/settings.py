@@ -134,6 +134,11 @@ class ApiSettings(BaseModel):
     port: int = Field(default=8000, ge=1, le=65535)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, description="Larger request bodies get a 413.")
     max_wait: float = Field(default=60.0, gt=0, le=3600, description="Longest long-poll (`?wait=`) in seconds.")
+    compile_at_start: bool = Field(
+        default=True,
+        description="Compile the plans of ORCH_WORKFLOWS_DIR's workflows as the API starts, so that no "
+        "submit of one pays its compile (off: a directory of many big workflows starts faster).",
+    )
 
 
 class SentrySettings(BaseModel):

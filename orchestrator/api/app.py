@@ -125,6 +125,10 @@ def create_api(settings: Settings | None = None, *, own_process: bool = False) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with services(settings) as svc:
             app.state.services = svc
+            if settings.api.compile_at_start:
+                started = time.perf_counter()
+                compiled = svc.compile_registered()
+                log.info("compiled %d workflows in %.0f ms", compiled, (time.perf_counter() - started) * 1000)
             install(svc.observers, settings, svc.coordinator.get, lambda name: svc.registry().get(name))
             svc.observers.add(MetricsRecorder())
             broker = str(svc.app.conf.broker_url)
@@ -133,9 +137,6 @@ def create_api(settings: Settings | None = None, *, own_process: bool = False) -
             exporter = None
             if svc.history is not None and settings.history.export_in_api:
                 exporter = Background(svc.exporter(), settings.history.poll_interval).start()
-            started = time.perf_counter()
-            compiled = svc.compile_registered()
-            log.info("compiled %d workflows in %.0f ms", compiled, (time.perf_counter() - started) * 1000)
             if own_process:
                 freeze_heap()
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -32,12 +33,15 @@ from orchestrator.store.keys import Keys
 from orchestrator.store.scripts import Part, Scripts, load, queue
 from orchestrator.store.transitions import HISTORY_LIMIT, event
 
+log = logging.getLogger(__name__)
+
 SUBMISSION_TTL = 7 * 86400.0
 """Seconds a submission's idempotency key keeps answering with the run it started, by default
 (``ORCH_SUBMISSION_TTL``); the key expires on its own, whatever retention does to the run."""
 PLAN_CACHE = 256
 PUSH_BATCH = 1000
-"""Messages per ``LPUSH`` of a new run's roots (as ``create.lua`` pushes them, and the dispatcher)."""
+"""Messages per ``LPUSH`` of a new run's roots, as ``create.lua`` pushes them (``lib.lua``'s ``BATCH``:
+keep the two equal)."""
 
 
 @all_reachable
@@ -90,8 +94,9 @@ class RedisRuns(Part):
         Args:
             run: The run.
             idempotency_key: With a key already used for this workflow, nothing is written.
-            outbound: The roots' messages (by name), the broker being this Redis: the script pushes
-                each onto its queue in the same call (every one, when the run is created).
+            outbound: The roots' messages (by name), the broker being this Redis, pushed onto their
+                queues in the same round trip: by the script itself with an idempotency key (every
+                one, when the run is created), otherwise right after it in the same pipeline.
 
         Returns:
             ``(run_id, created)``; with an idempotency key already used for this workflow, the
@@ -129,26 +134,30 @@ class RedisRuns(Part):
         # the same round trip right after the script rather than through it (a 10,000-root run's
         # 12 MB of script arguments cost Redis about 45 ms more: copied into Lua strings, then
         # collected); the outbox guards them from the script on.
-        in_script = outbound if submission is not None else {}
+        pushed_after = bool(outbound) and submission is None
+        in_script = {} if pushed_after else outbound
         for step in plan.roots:
             message = in_script.get(step)
             step_key = self.keys.step(run_id, step)
             keys += [step_key, self.keys.queue_list(message.queue, message.priority) if message else step_key]
             args += [step, str(Unit(run_id, step)), message.payload if message else ""]
-        if outbound and not in_script:
-            self._create_then_push(keys, args, list(outbound.values()))
+        if pushed_after:
+            self._create_then_push(run_id, keys, args, [outbound[s] for s in plan.roots if s in outbound])
             return run_id, True
         verdict, *existing = (str(r) for r in self.scripts.create(keys=keys, args=args))
         if verdict == "exists":
             return existing[0], False
         return run_id, True
 
-    def _create_then_push(self, keys: list[str], args: list[Any], messages: list[Outbound]) -> None:
+    def _create_then_push(self, run_id: str, keys: list[str], args: list[Any], messages: list[Outbound]) -> None:
         """``create.lua`` and then the ``LPUSH``es of the roots' messages, in one pipeline.
 
         A server that does not know the script (restarted or flushed) runs the pushes all the same:
         the script is loaded and run once more on its own. The run is recorded then, and a root a
-        worker met before it was (dropped: its run was missing) is published again by the outbox.
+        worker met before it was (dropped: its run was missing) is published again by the outbox
+        once its guard runs out; should that second call fail too, the submit fails, and the
+        pushed messages, which name no run, are dropped by the workers that meet them. A push the
+        server refuses once the run is recorded (out of memory) leaves it to the outbox as well.
         """
         lists: dict[str, list[str]] = {}
         for message in messages:
@@ -164,9 +173,14 @@ class RedisRuns(Part):
             self.scripts.create(keys=keys, args=args)
         elif isinstance(created, Exception):
             raise created
-        for reply in pushes:
-            if isinstance(reply, Exception):
-                raise reply
+        refused = [reply for reply in pushes if isinstance(reply, Exception)]
+        if refused:  # the run and its guards are recorded: the outbox publishes its roots
+            log.warning(
+                "run %s: %d pushes of its roots refused (%s); the outbox publishes them",
+                run_id,
+                len(refused),
+                refused[0],
+            )
 
     @staticmethod
     def _fields(run: NewRun) -> dict[str, str | int]:

@@ -461,17 +461,20 @@ def test_a_new_run_is_recorded_with_its_roots_pushed_in_one_script_and_a_used_ke
     assert store.redis.llen(queue) == 2
 
 
+@pytest.mark.parametrize("key", [None, "key-1"], ids=["pushed after the script", "pushed by the script"])
 def test_the_roots_of_a_wide_run_are_pushed_in_batches_in_the_order_single_pushes_leave_them(
-    store: RedisRunStore,
+    store: RedisRunStore, key: str | None
 ) -> None:
-    """``lib.lua`` ``batched``: 2,500 roots on two queues go out as a few ``LPUSH`` es of at most 1,000
-    messages, and each list ends as 2,500 single ``LPUSH`` es in the roots' order would leave it."""
+    """2,500 roots on two queues go out as a few ``LPUSH`` es of at most 1,000 messages, by
+    ``RedisRuns.create`` after the script or, with an idempotency key, by the script (``lib.lua``
+    ``batched``), and each list ends as 2,500 single ``LPUSH`` es in the roots' order would leave it."""
     names = [f"s{i:04d}" for i in range(2_500)]
     plan = _plan({name: {"task": "t"} for name in names})
     queues = {name: "even" if i % 2 == 0 else "odd" for i, name in enumerate(names)}
-    outbound = {s: Outbound(f"task-{s}", queues[s], 0, f"message-{s}") for s in plan.roots}
+    # in the reverse of the roots' order: the lists follow the roots, not the mapping
+    outbound = {s: Outbound(f"task-{s}", queues[s], 0, f"message-{s}") for s in reversed(plan.roots)}
     store.redis.config_resetstat()
-    assert store.runs.create(NewRun("r1", plan, {}, Trigger.API, 60), None, outbound) == ("r1", True)
+    assert store.runs.create(NewRun("r1", plan, {}, Trigger.API, 60), key, outbound) == ("r1", True)
 
     for queue in ("even", "odd"):
         expected = [f"message-{s}" for s in reversed(plan.roots) if queues[s] == queue]  # LPUSH: newest first
