@@ -16,8 +16,9 @@ these instances (no product code changes): ``compile`` (``Coordinator.compile``:
 once compiled), ``deliveries`` (``Coordinator._roots``: the roots' step messages with their
 queues and time limits, what the messages are built from), ``build`` (``Dispatcher.outbound``:
 the roots' messages), ``create`` (``RunStore.runs.create``: the plan write, and one pipeline of
-the run's script, which records the run and its roots, and the pushes of their messages), of which ``plan write``
-(``save_plan``: an ``EXISTS``; the plan is serialised and written only when it is not stored yet).
+the run's script, which records the run and its roots, and the pushes of their messages), of
+which ``plan write`` (``save_plan``: an ``EXISTS``; the plan is serialised and written only when
+it is not stored yet).
 Publishing alone starts from the same deliveries, so ``deliveries`` is all on top.
 
 The process's heap: each shape is measured twice in the same run, first in this process as it is
